@@ -1,0 +1,50 @@
+// The boot GDT required by the 64-bit boot protocol (boot.rst: __BOOT_CS 0x10, __BOOT_DS 0x18, flat)
+// and the decoded segments a vCPU is loaded with. Descriptor format: Intel SDM vol. 3, 3.4.5.
+#pragma once
+
+#include <cstdint>
+
+#include "vmm/memory/guest_memory.h"
+
+namespace microvm::boot {
+
+// A segment register's hidden part, decoded from a descriptor (independent of KVM's struct).
+struct Segment {
+  std::uint64_t base = 0;
+  std::uint32_t limit = 0;  // in bytes (granularity applied)
+  std::uint16_t selector = 0;
+  std::uint8_t type = 0;
+  bool present = false;
+  std::uint8_t dpl = 0;
+  bool db = false;
+  bool s = false;
+  bool l = false;
+  bool g = false;
+  bool avl = false;
+};
+
+inline constexpr std::uint16_t kBootCsSelector = 0x10;   // __BOOT_CS
+inline constexpr std::uint16_t kBootDsSelector = 0x18;   // __BOOT_DS
+inline constexpr std::uint16_t kBootTssSelector = 0x20;  // a busy TSS, so TR is valid
+inline constexpr std::uint16_t kGdtEntries = 5;          // null, unused, CS, DS, TSS
+
+// Packs flags (bits 8-15: access byte; 12-15 of the high nibble: G, D/B, L, AVL), base and limit.
+[[nodiscard]] constexpr std::uint64_t gdt_entry(std::uint16_t flags, std::uint32_t base, std::uint32_t limit) {
+  return ((std::uint64_t{base} & 0xff000000ULL) << (56 - 24)) | ((std::uint64_t{flags} & 0x0000f0ffULL) << 40) |
+         ((std::uint64_t{limit} & 0x000f0000ULL) << (48 - 16)) | ((std::uint64_t{base} & 0x00ffffffULL) << 16) |
+         (std::uint64_t{limit} & 0x0000ffffULL);
+}
+[[nodiscard]] Segment decode_segment(std::uint64_t entry, std::uint16_t selector);
+
+struct BootSegments {
+  Segment code, data, tss;
+  GuestAddress gdt_base;
+  std::uint16_t gdt_limit = 0;
+  GuestAddress idt_base;
+  std::uint16_t idt_limit = 0;
+};
+
+// Writes the GDT and an empty IDT at their layout addresses.
+[[nodiscard]] Result<BootSegments> write_boot_gdt(const GuestMemory& memory);
+
+}  // namespace microvm::boot

@@ -1,0 +1,66 @@
+#include "tools/cli/options.h"
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+namespace microvm::cli {
+
+Result<std::uint64_t> parse_memory_size(std::string_view text) {
+  std::uint64_t number = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+  if (ec != std::errc() || end == text.data()) {
+    return fail("invalid memory size '{}': use a number with an optional K, M or G suffix, e.g. 256M", text);
+  }
+  std::string suffix(end, text.data() + text.size());
+  std::transform(suffix.begin(), suffix.end(), suffix.begin(), [](unsigned char c) { return std::toupper(c); });
+  unsigned shift = 0;
+  if (suffix.empty() || suffix == "M" || suffix == "MB" || suffix == "MIB") shift = 20;
+  else if (suffix == "G" || suffix == "GB" || suffix == "GIB") shift = 30;
+  else if (suffix == "K" || suffix == "KB" || suffix == "KIB") shift = 10;
+  else return fail("invalid memory size '{}': unknown suffix '{}' (use K, M or G)", text, suffix);
+  if (number > (UINT64_MAX >> shift)) return fail("memory size '{}' is too large", text);
+  return number << shift;
+}
+
+Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
+  CLI::App app{"microvm: run a Linux kernel in a KVM microVM", "microvm"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for all subcommands");
+
+  StartOptions start;
+  std::string memory = "128M";
+  start.machine.cmdline = std::string(kDefaultCmdline);
+  start.machine.vcpus = kDefaultVcpus;
+  std::string initrd;
+  CLI::App* start_cmd = app.add_subcommand("start", "Boot a kernel; the guest's serial console is stdin/stdout");
+  start_cmd->add_option("--kernel", start.machine.kernel_path, "Kernel image: ELF vmlinux or bzImage")->required();
+  start_cmd->add_option("--initrd", initrd, "Initial ramdisk (cpio archive, optionally compressed)");
+  start_cmd->add_option("--cmdline", start.machine.cmdline, "Kernel command line")
+      ->default_str(std::string(kDefaultCmdline));
+  start_cmd->add_option("--cpus", start.machine.vcpus, "Number of vCPUs")->default_str("1");
+  start_cmd->add_option("--memory", memory, "Guest memory, e.g. 256M or 1G")->default_str("128M");
+  start_cmd->add_flag("--verbose,-v", start.verbose, "Log VMM diagnostics to stderr");
+
+  // CLI11 wants argv order reversed in a vector.
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    return ParsedCommand{std::nullopt, HelpRequested{app.help()}};
+  } catch (const CLI::CallForAllHelp&) {
+    return ParsedCommand{std::nullopt, HelpRequested{app.help("", CLI::AppFormatMode::All)}};
+  } catch (const CLI::ParseError& e) {
+    if (start_cmd->parsed() && e.get_exit_code() == 0) return ParsedCommand{std::nullopt, HelpRequested{start_cmd->help()}};
+    return fail("{}; see 'microvm start --help'", e.what());
+  }
+  if (start_cmd->get_help_ptr() != nullptr && start_cmd->get_help_ptr()->count() > 0) {
+    return ParsedCommand{std::nullopt, HelpRequested{start_cmd->help()}};
+  }
+  start.machine.memory_bytes = TRY(parse_memory_size(memory));
+  if (!initrd.empty()) start.machine.initrd_path = initrd;
+  return ParsedCommand{start, std::nullopt};
+}
+
+}  // namespace microvm::cli

@@ -1,0 +1,41 @@
+// Command-line parsing for `microvm`, kept apart from main() so it is unit-tested.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vmm/machine.h"
+#include "vmm/memory/error.h"
+
+namespace microvm::cli {
+
+// The guest command line used when --cmdline is not given: serial console, reboot through the
+// i8042 (which microvm emulates), reboot 1 s after a panic, no PCI probing.
+inline constexpr std::string_view kDefaultCmdline = "console=ttyS0 reboot=k panic=1 pci=off";
+inline constexpr unsigned kDefaultVcpus = 1;
+inline constexpr std::uint64_t kDefaultMemoryBytes = 128ULL << 20;
+
+struct StartOptions {
+  vmm::MachineConfig machine;
+  bool verbose = false;
+};
+
+struct HelpRequested {
+  std::string text;
+};
+
+// "128M", "1G", "512MiB", "65536K", or a plain number of MiB (like QEMU's -m).
+[[nodiscard]] Result<std::uint64_t> parse_memory_size(std::string_view text);
+
+// Parses argv (without argv[0]). Returns the options for `start`, or help text, or an Error whose
+// message is the one line to print.
+struct ParsedCommand {
+  std::optional<StartOptions> start;
+  std::optional<HelpRequested> help;
+};
+[[nodiscard]] Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args);
+
+}  // namespace microvm::cli

@@ -1,0 +1,271 @@
+#include "vmm/machine.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cerrno>
+#include <chrono>
+#include <functional>
+#include <spdlog/spdlog.h>
+
+#include "boot/layout.h"
+#include "boot/linux_boot.h"
+#include "vmm/x86_64/vcpu_setup.h"
+
+namespace microvm::vmm {
+
+namespace {
+
+namespace layout = boot::layout;
+
+// The signal that kicks a vCPU thread out of KVM_RUN; its handler does nothing.
+int kick_signal() { return SIGRTMIN; }
+
+void install_kick_handler() {
+  struct sigaction action {};
+  action.sa_handler = [](int) {};
+  sigemptyset(&action.sa_mask);
+  ::sigaction(kick_signal(), &action, nullptr);  // no SA_RESTART: KVM_RUN returns EINTR
+}
+
+template <class... Ts>
+struct Overloaded : Ts... {
+  using Ts::operator()...;
+};
+
+constexpr std::uint32_t kMaxRegionSlots = 8;
+
+}  // namespace
+
+Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
+  Kvm kvm = TRY(Kvm::open());
+  const unsigned max_vcpus = std::min(kMaxVcpus, kvm.max_vcpus());
+  if (config.vcpus < 1 || config.vcpus > max_vcpus) {
+    return fail("--cpus {} is out of range: this host supports 1 to {}", config.vcpus, max_vcpus);
+  }
+  if (config.memory_bytes < kMinMemory) {
+    return fail("--memory {} MiB is too small: a Linux guest needs at least {} MiB", config.memory_bytes >> 20, kMinMemory >> 20);
+  }
+  const auto host_bytes = static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (config.memory_bytes > host_bytes) {
+    return fail("--memory {} MiB is more than this host's {} MiB of RAM", config.memory_bytes >> 20, host_bytes >> 20);
+  }
+  if (config.memory_bytes % 4096 != 0) return fail("--memory must be a multiple of 4 KiB");
+
+  GuestMemory memory = TRY(GuestMemory::create(layout::ram_ranges(config.memory_bytes)));
+  Vm vm = TRY(kvm.create_vm());
+  auto machine = std::make_unique<Machine>(Key{}, config, std::move(kvm), std::move(vm), std::move(memory));
+  TRY_VOID(machine->build());
+  return machine;
+}
+
+Machine::Machine(Key, const MachineConfig& config, Kvm kvm, Vm vm, GuestMemory memory)
+    : config_(config),
+      kvm_(std::move(kvm)),
+      vm_(std::move(vm)),
+      memory_(std::move(memory)),
+      serial_irq_(vm_, layout::kIrqCom1),
+      serial_(serial_irq_, [this](std::span<const std::uint8_t> bytes) { write_console(bytes); }),
+      i8042_([this] { stop(StopReason::kReboot, "the guest reset the machine (i8042)"); }),
+      acpi_sleep_([this] { stop(StopReason::kPowerOff, "the guest powered off (ACPI S5)"); }) {}
+
+Machine::~Machine() {
+  for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(true);
+  for (std::thread& t : threads_) {
+    if (t.joinable()) {
+      ::pthread_kill(t.native_handle(), kick_signal());
+      t.join();
+    }
+  }
+}
+
+Result<void> Machine::build() {
+  // Order matters (api.rst): TSS and identity map, then the irqchip before any vCPU exists.
+  TRY_VOID(vm_.set_tss_address(layout::kKvmTss));
+  TRY_VOID(vm_.set_identity_map_address(layout::kKvmIdentityMap));
+  TRY_VOID(vm_.create_irqchip());
+  TRY_VOID(vm_.create_pit());
+  std::uint32_t slot = 0;
+  for (const GuestMemory::Region& region : memory_.regions()) {
+    if (slot == kMaxRegionSlots) return fail("too many guest memory regions");
+    TRY_VOID(vm_.set_user_memory_region(slot++, region.range.start, region.range.size, region.mapping.data()));
+  }
+
+  TRY_VOID(pio_bus_.insert(layout::kPortCom1, devices::Serial::kRegisterCount, serial_, "serial"));
+  TRY_VOID(pio_bus_.insert(layout::kPortI8042Data, devices::I8042::kCommandOffset + 1, i8042_, "i8042"));
+  TRY_VOID(pio_bus_.insert(layout::kPortAcpiSleepControl, 2, acpi_sleep_, "acpi-sleep"));
+
+  const Mapping kernel = TRY_CONTEXT("kernel", Mapping::file_read_only(config_.kernel_path));
+  std::optional<Mapping> initrd;
+  if (config_.initrd_path) {
+    initrd = TRY_CONTEXT("initrd", Mapping::file_read_only(*config_.initrd_path));
+  }
+  boot::LinuxBootConfig boot_config{kernel.bytes(), std::nullopt, config_.cmdline, config_.vcpus};
+  if (initrd) boot_config.initrd = initrd->bytes();
+  const boot::LinuxBootInfo boot_info = TRY_CONTEXT(config_.kernel_path, boot::setup_linux_boot(memory_, boot_config));
+
+  const std::size_t mmap_size = TRY(kvm_.vcpu_mmap_size());
+  const std::vector<kvm_cpuid_entry2> cpuid = TRY(kvm_.supported_cpuid());
+  for (unsigned id = 0; id < config_.vcpus; ++id) {
+    Vcpu vcpu = TRY(vm_.create_vcpu(id, mmap_size));
+    TRY_VOID(setup_vcpu_platform(vcpu, cpuid, config_.vcpus));
+    if (id == 0) TRY_VOID(setup_boot_registers(vcpu, boot_info.cpu));
+    vcpus_.push_back(std::move(vcpu));
+  }
+
+  const int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (efd < 0) return fail("eventfd failed: {}", errno_text(errno));
+  stop_event_.reset(efd);
+  return {};
+}
+
+void Machine::write_console(std::span<const std::uint8_t> bytes) const {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(config_.console_output, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the reader went away: drop console output, keep the guest running
+    bytes = bytes.subspan(static_cast<std::size_t>(n));
+  }
+}
+
+void Machine::stop(StopReason reason, std::string detail, int signal) {
+  {
+    std::lock_guard lock(exit_mutex_);
+    if (!exit_) exit_ = MachineExit{reason, std::move(detail), signal};
+  }
+  stopping_.store(true);
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(stop_event_.get(), &one, sizeof(one));
+}
+
+void Machine::handle_io_in(std::uint16_t port, std::span<std::uint8_t> data, std::uint32_t count) {
+  const std::size_t size = count == 0 ? 0 : data.size() / count;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    auto element = data.subspan(i * size, size);
+    if (!pio_bus_.read(port, element)) std::fill(element.begin(), element.end(), 0xff);  // floating bus
+  }
+}
+
+void Machine::handle_io_out(std::uint16_t port, std::span<const std::uint8_t> data, std::uint32_t count) {
+  const std::size_t size = count == 0 ? 0 : data.size() / count;
+  for (std::uint32_t i = 0; i < count; ++i) pio_bus_.write(port, data.subspan(i * size, size));
+}
+
+void Machine::vcpu_loop(Vcpu& vcpu) {
+  while (!stopping_.load()) {
+    Result<VcpuExit> result = vcpu.run();
+    if (!result) {
+      stop(StopReason::kError, result.error().message);
+      return;
+    }
+    std::visit(Overloaded{
+                   [&](const exit::IoIn& e) { handle_io_in(e.port, e.data, e.count); },
+                   [&](const exit::IoOut& e) { handle_io_out(e.port, e.data, e.count); },
+                   [&](const exit::MmioRead& e) {
+                     if (!mmio_bus_.read(e.address, e.data)) std::fill(e.data.begin(), e.data.end(), 0xff);
+                   },
+                   [&](const exit::MmioWrite& e) { mmio_bus_.write(e.address, e.data); },
+                   [&](const exit::Hlt&) { stop(StopReason::kPowerOff, fmt::format("vCPU {} halted", vcpu.id())); },
+                   [&](const exit::Shutdown&) {
+                     stop(StopReason::kReboot, fmt::format("vCPU {} triple-faulted (shutdown): the guest rebooted", vcpu.id()));
+                   },
+                   [&](const exit::SystemEvent& e) {
+                     if (e.type == KVM_SYSTEM_EVENT_SHUTDOWN) stop(StopReason::kPowerOff, "the guest shut down");
+                     else if (e.type == KVM_SYSTEM_EVENT_RESET) stop(StopReason::kReboot, "the guest reset");
+                     else stop(StopReason::kError, fmt::format("the guest crashed (KVM system event {})", e.type));
+                   },
+                   [&](const exit::FailEntry& e) {
+                     stop(StopReason::kError, fmt::format("KVM could not enter vCPU {} (hardware entry failure reason {:#x}): "
+                                                          "invalid vCPU state", vcpu.id(), e.reason));
+                   },
+                   [&](const exit::InternalError& e) {
+                     const auto regs = vcpu.get_regs();
+                     stop(StopReason::kError, fmt::format("KVM internal error on vCPU {} at RIP {:#x} (suberror {}{})", vcpu.id(),
+                                                          regs ? regs->rip : 0, e.suberror,
+                                                          e.suberror == KVM_INTERNAL_ERROR_EMULATION ? ": instruction emulation failed" : ""));
+                   },
+                   [&](const exit::Interrupted&) {},
+                   [&](const exit::Unknown& e) {
+                     stop(StopReason::kError, fmt::format("vCPU {} exited with unexpected KVM exit reason {}", vcpu.id(), e.reason));
+                   },
+               },
+               *result);
+  }
+}
+
+MachineExit Machine::run() {
+  install_kick_handler();
+  for (Vcpu& vcpu : vcpus_) {
+    threads_.emplace_back([this, &vcpu] {
+      sigset_t set;
+      sigemptyset(&set);
+      sigaddset(&set, kick_signal());
+      ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+      vcpu_loop(vcpu);
+    });
+  }
+
+  boost::asio::io_context io;
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  signals.async_wait([this](const boost::system::error_code& ec, int signal) {
+    if (!ec) stop(StopReason::kSignal, fmt::format("stopped by signal {}", signal), signal);
+  });
+
+  boost::asio::posix::stream_descriptor stop_event(io, ::dup(stop_event_.get()));
+  stop_event.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                        [&io](const boost::system::error_code&) { io.stop(); });
+
+  // Console input: host bytes go to the UART; when its buffer is full, retry shortly.
+  std::optional<boost::asio::posix::stream_descriptor> input;
+  boost::asio::steady_timer retry(io);
+  std::array<std::uint8_t, 1024> buffer{};
+  std::span<const std::uint8_t> pending;
+  std::function<void()> read_input;
+  std::function<void()> deliver = [&] {
+    pending = pending.subspan(serial_.enqueue_input(pending));
+    if (pending.empty()) {
+      read_input();
+      return;
+    }
+    retry.expires_after(std::chrono::milliseconds(10));
+    retry.async_wait([&](const boost::system::error_code& ec) { if (!ec) deliver(); });
+  };
+  read_input = [&] {
+    input->async_read_some(boost::asio::buffer(buffer), [&](const boost::system::error_code& ec, std::size_t n) {
+      if (ec) return;  // EOF or error: the guest simply gets no more input
+      pending = std::span<const std::uint8_t>(buffer.data(), n);
+      deliver();
+    });
+  };
+  if (config_.console_input >= 0) {
+    boost::system::error_code ec;
+    input.emplace(io);
+    input->assign(::dup(config_.console_input), ec);
+    if (ec) {
+      spdlog::debug("console input is not pollable ({}); the guest gets no input", ec.message());
+      input.reset();
+    } else {
+      read_input();
+    }
+  }
+
+  if (!stopping_.load()) io.run();
+
+  for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(true);
+  for (std::thread& t : threads_) {
+    ::pthread_kill(t.native_handle(), kick_signal());
+    t.join();
+  }
+  threads_.clear();
+  std::lock_guard lock(exit_mutex_);
+  return exit_.value_or(MachineExit{StopReason::kError, "the VM stopped for no recorded reason"});
+}
+
+}  // namespace microvm::vmm

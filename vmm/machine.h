@@ -1,0 +1,94 @@
+// The VM lifecycle: build a KVM VM with guest memory, the platform devices and a Linux boot, run
+// one thread per vCPU, serve the console on the event loop, and report how the guest ended.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "devices/acpi_sleep_control.h"
+#include "devices/i8042.h"
+#include "devices/serial.h"
+#include "vmm/bus.h"
+#include "vmm/kvm.h"
+#include "vmm/kvm_irq_line.h"
+#include "vmm/memory/guest_memory.h"
+
+namespace microvm::vmm {
+
+struct MachineConfig {
+  std::string kernel_path;
+  std::optional<std::string> initrd_path;
+  std::string cmdline;
+  unsigned vcpus = 1;
+  std::uint64_t memory_bytes = 128ULL << 20;
+  int console_input = 0;   // fd the guest's serial input comes from; -1 for none
+  int console_output = 1;  // fd the guest's serial output goes to
+};
+
+enum class StopReason {
+  kPowerOff,  // ACPI S5 or a system-event shutdown
+  kReboot,    // i8042 reset, triple fault or a system-event reset
+  kSignal,    // the VMM was asked to stop (SIGINT/SIGTERM/SIGHUP)
+  kError,     // the guest crashed or KVM failed
+};
+
+struct MachineExit {
+  StopReason reason = StopReason::kError;
+  std::string detail;
+  int signal = 0;
+};
+
+class Machine {
+ public:
+  static constexpr unsigned kMaxVcpus = 32;
+  static constexpr std::uint64_t kMinMemory = 32ULL << 20;
+
+  static Result<std::unique_ptr<Machine>> create(const MachineConfig& config);
+
+  // Only create() can make the key: construction that can fail goes through it.
+  class Key {
+    friend class Machine;
+    Key() = default;
+  };
+  Machine(Key, const MachineConfig& config, Kvm kvm, Vm vm, GuestMemory memory);
+  ~Machine();
+  Machine(const Machine&) = delete;
+  Machine& operator=(const Machine&) = delete;
+
+  // Runs the guest until it powers off, reboots or fails, or the VMM gets a stop signal.
+  MachineExit run();
+
+ private:
+  Result<void> build();
+  void vcpu_loop(Vcpu& vcpu);
+  void handle_io_in(std::uint16_t port, std::span<std::uint8_t> data, std::uint32_t count);
+  void handle_io_out(std::uint16_t port, std::span<const std::uint8_t> data, std::uint32_t count);
+  void stop(StopReason reason, std::string detail, int signal = 0);
+  void write_console(std::span<const std::uint8_t> bytes) const;
+
+  MachineConfig config_;
+  Kvm kvm_;
+  Vm vm_;
+  GuestMemory memory_;
+  KvmIrqLine serial_irq_;
+  devices::Serial serial_;
+  devices::I8042 i8042_;
+  devices::AcpiSleepControl acpi_sleep_;
+  Bus pio_bus_;
+  Bus mmio_bus_;
+  std::vector<Vcpu> vcpus_;
+  std::vector<std::thread> threads_;
+
+  std::atomic<bool> stopping_{false};
+  std::mutex exit_mutex_;
+  std::optional<MachineExit> exit_;
+  UniqueFd stop_event_;  // eventfd: wakes the event loop when the guest ends
+};
+
+}  // namespace microvm::vmm

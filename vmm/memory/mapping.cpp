@@ -1,0 +1,60 @@
+#include "vmm/memory/mapping.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include "vmm/memory/unique_fd.h"
+
+namespace microvm {
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+Result<Mapping> Mapping::anonymous(std::size_t size) {
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    return fail("cannot reserve {} MiB of guest memory: {}", size >> 20, errno_text(errno));
+  }
+  return Mapping(static_cast<std::byte*>(p), size);
+}
+
+Result<Mapping> Mapping::file_read_only(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return fail("cannot open '{}': {}", path, errno_text(errno));
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0) return fail("cannot stat '{}': {}", path, errno_text(errno));
+  if (!S_ISREG(st.st_mode)) return fail("'{}' is not a regular file", path);
+  if (st.st_size == 0) return fail("'{}' is empty", path);
+  auto size = static_cast<std::size_t>(st.st_size);
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+  if (p == MAP_FAILED) return fail("cannot map '{}': {}", path, errno_text(errno));
+  return Mapping(static_cast<std::byte*>(p), size);
+}
+
+Result<Mapping> Mapping::shared(int fd, std::size_t size) {
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return fail("cannot map fd {}: {}", fd, errno_text(errno));
+  return Mapping(static_cast<std::byte*>(p), size);
+}
+
+Mapping& Mapping::operator=(Mapping&& other) noexcept {
+  if (this != &other) {
+    release();
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+Mapping::~Mapping() { release(); }
+
+void Mapping::release() {
+  if (data_ != nullptr) ::munmap(data_, size_);
+  data_ = nullptr;
+  size_ = 0;
+}
+
+}  // namespace microvm

@@ -1,0 +1,42 @@
+// Mapping: owns one mmap()ed range and unmaps it exactly once.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <utility>
+
+#include "vmm/memory/error.h"
+
+namespace microvm {
+
+class Mapping {
+ public:
+  // Anonymous private memory, lazily backed (MAP_NORESERVE): guest RAM.
+  static Result<Mapping> anonymous(std::size_t size);
+  // A whole file mapped read-only (kernel and initrd images).
+  static Result<Mapping> file_read_only(const std::string& path);
+  // A shared mapping of an fd (e.g. the kvm_run structure of a vCPU).
+  static Result<Mapping> shared(int fd, std::size_t size);
+
+  Mapping() = default;
+  Mapping(Mapping&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  Mapping& operator=(Mapping&& other) noexcept;
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  ~Mapping();
+
+  [[nodiscard]] std::byte* data() const { return data_; }
+  [[nodiscard]] std::size_t size() const { return size_; }
+  [[nodiscard]] std::span<const std::byte> bytes() const { return {data_, size_}; }
+
+ private:
+  Mapping(std::byte* data, std::size_t size) : data_(data), size_(size) {}
+  void release();
+
+  std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+}  // namespace microvm
