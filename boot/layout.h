@@ -36,8 +36,9 @@ inline constexpr std::uint16_t kPortI8042Data = 0x60;     // i8042 data port
 inline constexpr std::uint16_t kPortI8042Command = 0x64;  // i8042 status/command port
 inline constexpr std::uint16_t kPortCom1 = 0x3f8;         // 16550A UART, 8 registers
 inline constexpr std::uint32_t kIrqCom1 = 4;              // COM1's ISA IRQ
-inline constexpr std::uint16_t kPortAcpiSleepControl = 0x600;  // FADT SLEEP_CONTROL_REG (ACPI 6.4 §4.8.3.7)
-inline constexpr std::uint16_t kPortAcpiSleepStatus = 0x601;   // FADT SLEEP_STATUS_REG (ACPI 6.4 §4.8.3.8)
+inline constexpr std::uint16_t kPortAcpiPm1Event = 0x600;    // FADT PM1a_EVT_BLK: PM1 status + enable (4 bytes)
+inline constexpr std::uint16_t kPortAcpiPm1Control = 0x604;  // FADT PM1a_CNT_BLK: PM1 control (2 bytes)
+inline constexpr std::uint8_t kIrqAcpiSci = 9;               // FADT SCI_INT: the ACPI interrupt (never raised)
 
 // RAM ranges for a guest of `bytes` of memory: below the MMIO hole, then above 4 GiB.
 inline std::vector<MemoryRange> ram_ranges(std::uint64_t bytes) {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 namespace microvm::vmm {
 
@@ -34,6 +35,16 @@ constexpr Capability kRequiredCapabilities[] = {
 constexpr std::size_t kMaxCpuidEntries = 256;
 constexpr std::size_t kMaxMsrEntries = 64;
 
+// Whether /dev/kvm is PVM ("pagetable-based virtual machine"): KVM without hardware virtualization,
+// found on some cloud hosts. It only runs PVM-aware guest kernels; a stock Linux guest dies at its
+// first exception with an emulation failure, so say so up front.
+bool is_pvm_only(const std::string& sysfs_modules) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  return fs::exists(sysfs_modules + "/kvm_pvm", ec) && !fs::exists(sysfs_modules + "/kvm_intel", ec) &&
+         !fs::exists(sysfs_modules + "/kvm_amd", ec);
+}
+
 Result<void> check(int rc, const char* what) {
   if (rc < 0) return fail("{} failed: {}", what, errno_text(errno));
   return {};
@@ -55,6 +66,10 @@ Result<Kvm> Kvm::open(const std::string& path) {
                   path);
     }
     return fail("cannot open {}: {}", path, errno_text(err));
+  }
+  if (is_pvm_only("/sys/module")) {
+    return fail("{} is backed by PVM (kvm_pvm, no hardware virtualization), which cannot run a stock Linux guest; "
+                "run through the nested sandbox: tools/sandbox -- microvm ...", path);
   }
   // KVM_GET_API_VERSION takes no argument.
   const int version = ::ioctl(fd.get(), KVM_GET_API_VERSION, 0);

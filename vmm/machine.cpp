@@ -17,6 +17,7 @@
 
 #include "boot/layout.h"
 #include "boot/linux_boot.h"
+#include "boot/x86_64/acpi.h"
 #include "vmm/x86_64/vcpu_setup.h"
 
 namespace microvm::vmm {
@@ -42,13 +43,16 @@ struct Overloaded : Ts... {
 
 constexpr std::uint32_t kMaxRegionSlots = 8;
 
+// The FADT (boot/) and the PM device (devices/) must agree on where PM1a_CNT is and what S5 means.
+static_assert(layout::kPortAcpiPm1Control == layout::kPortAcpiPm1Event + devices::AcpiPm::kControlBlockOffset);
+static_assert(boot::kAcpiSleepTypeS5 == devices::AcpiPm::kSleepTypeS5);
+
 }  // namespace
 
 Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
-  Kvm kvm = TRY(Kvm::open());
-  const unsigned max_vcpus = std::min(kMaxVcpus, kvm.max_vcpus());
-  if (config.vcpus < 1 || config.vcpus > max_vcpus) {
-    return fail("--cpus {} is out of range: this host supports 1 to {}", config.vcpus, max_vcpus);
+  // Everything that needs no KVM comes first, so a bad file or size is reported on any host.
+  if (config.vcpus < 1 || config.vcpus > kMaxVcpus) {
+    return fail("--cpus {} is out of range: microvm supports 1 to {}", config.vcpus, kMaxVcpus);
   }
   if (config.memory_bytes < kMinMemory) {
     return fail("--memory {} MiB is too small: a Linux guest needs at least {} MiB", config.memory_bytes >> 20, kMinMemory >> 20);
@@ -58,11 +62,22 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
     return fail("--memory {} MiB is more than this host's {} MiB of RAM", config.memory_bytes >> 20, host_bytes >> 20);
   }
   if (config.memory_bytes % 4096 != 0) return fail("--memory must be a multiple of 4 KiB");
-
   GuestMemory memory = TRY(GuestMemory::create(layout::ram_ranges(config.memory_bytes)));
+
+  const Mapping kernel = TRY_CONTEXT("kernel", Mapping::file_read_only(config.kernel_path));
+  std::optional<Mapping> initrd;
+  if (config.initrd_path) initrd = TRY_CONTEXT("initrd", Mapping::file_read_only(*config.initrd_path));
+  boot::LinuxBootConfig boot_config{kernel.bytes(), std::nullopt, config.cmdline, config.vcpus};
+  if (initrd) boot_config.initrd = initrd->bytes();
+  const boot::LinuxBootInfo boot_info = TRY_CONTEXT(config.kernel_path, boot::setup_linux_boot(memory, boot_config));
+
+  Kvm kvm = TRY(Kvm::open());
+  if (config.vcpus > kvm.max_vcpus()) {
+    return fail("--cpus {} is out of range: this host's KVM supports at most {}", config.vcpus, kvm.max_vcpus());
+  }
   Vm vm = TRY(kvm.create_vm());
   auto machine = std::make_unique<Machine>(Key{}, config, std::move(kvm), std::move(vm), std::move(memory));
-  TRY_VOID(machine->build());
+  TRY_VOID(machine->build(boot_info));
   return machine;
 }
 
@@ -74,7 +89,7 @@ Machine::Machine(Key, const MachineConfig& config, Kvm kvm, Vm vm, GuestMemory m
       serial_irq_(vm_, layout::kIrqCom1),
       serial_(serial_irq_, [this](std::span<const std::uint8_t> bytes) { write_console(bytes); }),
       i8042_([this] { stop(StopReason::kReboot, "the guest reset the machine (i8042)"); }),
-      acpi_sleep_([this] { stop(StopReason::kPowerOff, "the guest powered off (ACPI S5)"); }) {}
+      acpi_pm_([this] { stop(StopReason::kPowerOff, "the guest powered off (ACPI S5)"); }) {}
 
 Machine::~Machine() {
   for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(true);
@@ -86,7 +101,7 @@ Machine::~Machine() {
   }
 }
 
-Result<void> Machine::build() {
+Result<void> Machine::build(const boot::LinuxBootInfo& boot_info) {
   // Order matters (api.rst): TSS and identity map, then the irqchip before any vCPU exists.
   TRY_VOID(vm_.set_tss_address(layout::kKvmTss));
   TRY_VOID(vm_.set_identity_map_address(layout::kKvmIdentityMap));
@@ -100,16 +115,7 @@ Result<void> Machine::build() {
 
   TRY_VOID(pio_bus_.insert(layout::kPortCom1, devices::Serial::kRegisterCount, serial_, "serial"));
   TRY_VOID(pio_bus_.insert(layout::kPortI8042Data, devices::I8042::kCommandOffset + 1, i8042_, "i8042"));
-  TRY_VOID(pio_bus_.insert(layout::kPortAcpiSleepControl, 2, acpi_sleep_, "acpi-sleep"));
-
-  const Mapping kernel = TRY_CONTEXT("kernel", Mapping::file_read_only(config_.kernel_path));
-  std::optional<Mapping> initrd;
-  if (config_.initrd_path) {
-    initrd = TRY_CONTEXT("initrd", Mapping::file_read_only(*config_.initrd_path));
-  }
-  boot::LinuxBootConfig boot_config{kernel.bytes(), std::nullopt, config_.cmdline, config_.vcpus};
-  if (initrd) boot_config.initrd = initrd->bytes();
-  const boot::LinuxBootInfo boot_info = TRY_CONTEXT(config_.kernel_path, boot::setup_linux_boot(memory_, boot_config));
+  TRY_VOID(pio_bus_.insert(layout::kPortAcpiPm1Event, devices::AcpiPm::kSize, acpi_pm_, "acpi-pm"));
 
   const std::size_t mmap_size = TRY(kvm_.vcpu_mmap_size());
   const std::vector<kvm_cpuid_entry2> cpuid = TRY(kvm_.supported_cpuid());

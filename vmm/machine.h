@@ -11,7 +11,8 @@
 #include <thread>
 #include <vector>
 
-#include "devices/acpi_sleep_control.h"
+#include "boot/linux_boot.h"
+#include "devices/acpi_pm.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
 #include "vmm/bus.h"
@@ -65,7 +66,7 @@ class Machine {
   MachineExit run();
 
  private:
-  Result<void> build();
+  Result<void> build(const boot::LinuxBootInfo& boot_info);
   void vcpu_loop(Vcpu& vcpu);
   void handle_io_in(std::uint16_t port, std::span<std::uint8_t> data, std::uint32_t count);
   void handle_io_out(std::uint16_t port, std::span<const std::uint8_t> data, std::uint32_t count);
@@ -79,7 +80,7 @@ class Machine {
   KvmIrqLine serial_irq_;
   devices::Serial serial_;
   devices::I8042 i8042_;
-  devices::AcpiSleepControl acpi_sleep_;
+  devices::AcpiPm acpi_pm_;
   Bus pio_bus_;
   Bus mmio_bus_;
   std::vector<Vcpu> vcpus_;

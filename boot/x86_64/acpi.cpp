@@ -53,8 +53,22 @@ struct Fadt {                   // ACPI 6.4 §5.2.9, Table 5.9
   std::uint8_t reserved0;       // 44
   std::uint8_t preferred_pm_profile;  // 45
   std::uint16_t sci_int;        // 46
-  std::uint32_t smi_cmd;        // 48
-  std::uint8_t legacy_fields[109 - 52];  // 52..108: ACPI_ENABLE .. CENTURY (all unused when hardware-reduced)
+  std::uint32_t smi_cmd;        // 48: 0 = always in ACPI mode
+  std::uint8_t acpi_enable;     // 52
+  std::uint8_t acpi_disable;    // 53
+  std::uint8_t s4bios_req;      // 54
+  std::uint8_t pstate_cnt;      // 55
+  std::uint32_t pm1a_evt_blk;   // 56
+  std::uint32_t pm1b_evt_blk;   // 60
+  std::uint32_t pm1a_cnt_blk;   // 64
+  std::uint32_t pm1b_cnt_blk;   // 68
+  std::uint32_t pm2_cnt_blk;    // 72
+  std::uint32_t pm_tmr_blk;     // 76: 0 = no PM timer (optional since ACPI 5.0A)
+  std::uint32_t gpe0_blk;       // 80
+  std::uint32_t gpe1_blk;       // 84
+  std::uint8_t pm1_evt_len;     // 88
+  std::uint8_t pm1_cnt_len;     // 89
+  std::uint8_t legacy_fields[109 - 90];  // 90..108: PM2_CNT_LEN .. CENTURY (unused)
   std::uint16_t iapc_boot_arch; // 109
   std::uint8_t reserved1;       // 111
   std::uint32_t flags;          // 112
@@ -70,6 +84,8 @@ struct Fadt {                   // ACPI 6.4 §5.2.9, Table 5.9
   std::uint64_t hypervisor_vendor;  // 268
 };
 static_assert(sizeof(Fadt) == 276);
+static_assert(offsetof(Fadt, pm1a_evt_blk) == 56);
+static_assert(offsetof(Fadt, pm1_evt_len) == 88);
 static_assert(offsetof(Fadt, iapc_boot_arch) == 109);
 static_assert(offsetof(Fadt, flags) == 112);
 static_assert(offsetof(Fadt, x_dsdt) == 140);
@@ -104,13 +120,12 @@ static_assert(sizeof(MadtIoApic) == 12);
 
 constexpr std::uint8_t kFadtRevision = 6;
 constexpr std::uint8_t kFadtMinorVersion = 4;              // ACPI 6.4
-constexpr std::uint32_t kFadtHwReducedAcpi = 1U << 20;     // HW_REDUCED_ACPI
+constexpr std::uint32_t kFadtWbinvd = 1U << 0;             // WBINVD works
+constexpr std::uint32_t kFadtProcC1 = 1U << 2;             // C1 (HLT) on all processors
 constexpr std::uint32_t kFadtPowerButton = 1U << 4;        // PWR_BUTTON: no fixed power button
 constexpr std::uint32_t kFadtSleepButton = 1U << 5;        // SLP_BUTTON: no fixed sleep button
 constexpr std::uint16_t kBootArchNoVga = 1U << 2;          // IAPC_BOOT_ARCH: VGA not present
 constexpr std::uint16_t kBootArchNoCmosRtc = 1U << 5;      // IAPC_BOOT_ARCH: CMOS RTC not present
-constexpr std::uint8_t kGasSystemIo = 1;
-constexpr std::uint8_t kGasAccessByte = 1;
 constexpr std::uint8_t kMadtRevision = 5;
 constexpr std::uint32_t kMadtPcatCompat = 1;
 constexpr std::uint8_t kMadtTypeLocalApic = 0;
@@ -196,11 +211,14 @@ std::vector<std::byte> build_acpi_tables(GuestAddress base, unsigned vcpus) {
   fadt.header = make_header("FACP", sizeof(Fadt), kFadtRevision);
   fadt.dsdt = static_cast<std::uint32_t>(dsdt_address);
   fadt.x_dsdt = dsdt_address;
-  fadt.flags = kFadtHwReducedAcpi | kFadtPowerButton | kFadtSleepButton;
+  fadt.sci_int = layout::kIrqAcpiSci;
+  fadt.pm1a_evt_blk = layout::kPortAcpiPm1Event;
+  fadt.pm1_evt_len = 4;
+  fadt.pm1a_cnt_blk = layout::kPortAcpiPm1Control;
+  fadt.pm1_cnt_len = 2;
+  fadt.flags = kFadtWbinvd | kFadtProcC1 | kFadtPowerButton | kFadtSleepButton;
   fadt.iapc_boot_arch = kBootArchNoVga | kBootArchNoCmosRtc;  // and no 8042 bit: Linux skips probing it
   fadt.minor_version = kFadtMinorVersion;
-  fadt.sleep_control = Gas{kGasSystemIo, 8, 0, kGasAccessByte, layout::kPortAcpiSleepControl};
-  fadt.sleep_status = Gas{kGasSystemIo, 8, 0, kGasAccessByte, layout::kPortAcpiSleepStatus};
   std::memcpy(&fadt.hypervisor_vendor, "MICROVM\0", sizeof(fadt.hypervisor_vendor));
   const std::uint64_t fadt_address = blob.append(as_bytes_of(fadt));
 
