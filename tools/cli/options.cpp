@@ -19,7 +19,8 @@ Result<std::uint64_t> parse_memory_size(std::string_view text) {
   if (suffix.empty() || suffix == "M" || suffix == "MB" || suffix == "MIB") shift = 20;
   else if (suffix == "G" || suffix == "GB" || suffix == "GIB") shift = 30;
   else if (suffix == "K" || suffix == "KB" || suffix == "KIB") shift = 10;
-  else return fail("invalid memory size '{}': unknown suffix '{}' (use K, M or G)", text, suffix);
+  else if (suffix == "T" || suffix == "TB" || suffix == "TIB") shift = 40;
+  else return fail("invalid memory size '{}': unknown suffix '{}' (use K, M, G or T)", text, suffix);
   if (number > (UINT64_MAX >> shift)) return fail("memory size '{}' is too large", text);
   return number << shift;
 }
