@@ -75,6 +75,9 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
   if (config.vcpus > kvm.max_vcpus()) {
     return fail("--cpus {} is out of range: this host's KVM supports at most {}", config.vcpus, kvm.max_vcpus());
   }
+  spdlog::debug("{} kernel {} loaded, entry {:#x}; initrd {} bytes at {:#x}; {} MiB, {} vCPU(s); command line: {}",
+                boot_info.format == boot::KernelFormat::kElf ? "ELF" : "bzImage", config.kernel_path, boot_info.cpu.rip,
+                boot_info.initrd_size, boot_info.initrd_address.value, config.memory_bytes >> 20, config.vcpus, config.cmdline);
   Vm vm = TRY(kvm.create_vm());
   auto machine = std::make_unique<Machine>(Key{}, config, std::move(kvm), std::move(vm), std::move(memory));
   TRY_VOID(machine->build(boot_info));
@@ -155,13 +158,23 @@ void Machine::handle_io_in(std::uint16_t port, std::span<std::uint8_t> data, std
   const std::size_t size = count == 0 ? 0 : data.size() / count;
   for (std::uint32_t i = 0; i < count; ++i) {
     auto element = data.subspan(i * size, size);
-    if (!pio_bus_.read(port, element)) std::fill(element.begin(), element.end(), 0xff);  // floating bus
+    if (!pio_bus_.read(port, element)) {
+      std::fill(element.begin(), element.end(), 0xff);  // floating bus
+      note_unclaimed("read", port);
+    }
   }
 }
 
 void Machine::handle_io_out(std::uint16_t port, std::span<const std::uint8_t> data, std::uint32_t count) {
   const std::size_t size = count == 0 ? 0 : data.size() / count;
-  for (std::uint32_t i = 0; i < count; ++i) pio_bus_.write(port, data.subspan(i * size, size));
+  for (std::uint32_t i = 0; i < count; ++i) {
+    if (!pio_bus_.write(port, data.subspan(i * size, size))) note_unclaimed("write", port);
+  }
+}
+
+void Machine::note_unclaimed(const char* access, std::uint64_t port) {
+  std::lock_guard lock(unclaimed_mutex_);
+  if (unclaimed_ports_.insert(port).second) spdlog::debug("guest {} of unclaimed I/O port {:#x} (reads as 0xff)", access, port);
 }
 
 void Machine::vcpu_loop(Vcpu& vcpu) {

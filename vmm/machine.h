@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -70,6 +71,7 @@ class Machine {
   void vcpu_loop(Vcpu& vcpu);
   void handle_io_in(std::uint16_t port, std::span<std::uint8_t> data, std::uint32_t count);
   void handle_io_out(std::uint16_t port, std::span<const std::uint8_t> data, std::uint32_t count);
+  void note_unclaimed(const char* access, std::uint64_t port);
   void stop(StopReason reason, std::string detail, int signal = 0);
   void write_console(std::span<const std::uint8_t> bytes) const;
 
@@ -89,7 +91,9 @@ class Machine {
   std::atomic<bool> stopping_{false};
   std::mutex exit_mutex_;
   std::optional<MachineExit> exit_;
-  UniqueFd stop_event_;  // eventfd: wakes the event loop when the guest ends
+  UniqueFd stop_event_;
+  std::mutex unclaimed_mutex_;
+  std::set<std::uint64_t> unclaimed_ports_;  // logged once each (--verbose)  // eventfd: wakes the event loop when the guest ends
 };
 
 }  // namespace microvm::vmm

@@ -24,7 +24,7 @@ int run_start(const microvm::cli::StartOptions& options) {
     microvm::cli::RawTerminal raw(options.machine.console_input);
     exit = (*machine)->run();
   }
-  spdlog::debug("guest stopped: {}", exit.detail);
+  spdlog::info("guest stopped: {}", exit.detail);
   switch (exit.reason) {
     case microvm::vmm::StopReason::kPowerOff:
     case microvm::vmm::StopReason::kReboot:

@@ -11,7 +11,7 @@ Result<std::uint64_t> parse_memory_size(std::string_view text) {
   std::uint64_t number = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
   if (ec != std::errc() || end == text.data()) {
-    return fail("invalid memory size '{}': use a number with an optional K, M or G suffix, e.g. 256M", text);
+    return fail("invalid memory size '{}': use a number with an optional K, M, G or T suffix, e.g. 256M", text);
   }
   std::string suffix(end, text.data() + text.size());
   std::transform(suffix.begin(), suffix.end(), suffix.begin(), [](unsigned char c) { return std::toupper(c); });
