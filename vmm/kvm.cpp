@@ -45,6 +45,16 @@ bool is_pvm_only(const std::string& sysfs_modules) {
          !fs::exists(sysfs_modules + "/kvm_amd", ec);
 }
 
+// A kernel-layout "header with a count, then that many entries" argument (kvm_abi.h).
+template <typename Header, typename Entry>
+std::vector<std::byte> counted_array(std::span<const Entry> entries) {
+  std::vector<std::byte> buffer(sizeof(Header) + entries.size_bytes());
+  const Header header{static_cast<std::uint32_t>(entries.size()), 0};
+  std::memcpy(buffer.data(), &header, sizeof(header));
+  std::memcpy(buffer.data() + sizeof(header), entries.data(), entries.size_bytes());
+  return buffer;
+}
+
 Result<void> check(int rc, const char* what) {
   if (rc < 0) return fail("{} failed: {}", what, errno_text(errno));
   return {};
@@ -204,21 +214,15 @@ void Vcpu::set_immediate_exit(bool value) {
 
 Result<void> Vcpu::set_cpuid(std::span<const kvm_cpuid_entry2> entries) const {
   if (entries.size() > kMaxCpuidEntries) return fail("too many CPUID entries ({})", entries.size());
-  std::vector<std::byte> buffer(sizeof(abi::Cpuid2Header) + entries.size_bytes());
-  const abi::Cpuid2Header header{static_cast<std::uint32_t>(entries.size()), 0};
-  std::memcpy(buffer.data(), &header, sizeof(header));
-  std::memcpy(buffer.data() + sizeof(header), entries.data(), entries.size_bytes());
+  std::vector<std::byte> buffer = counted_array<abi::Cpuid2Header>(entries);
   // KVM reads nent entries from behind the header (kernel C layout, see kvm_abi.h).
   return check(::ioctl(fd_.get(), abi::kSetCpuid2, buffer.data()), "KVM_SET_CPUID2");
 }
 
 Result<void> Vcpu::set_msrs(std::span<const kvm_msr_entry> entries) const {
   if (entries.size() > kMaxMsrEntries) return fail("too many MSRs ({})", entries.size());
-  std::vector<std::byte> buffer(sizeof(abi::MsrsHeader) + entries.size_bytes());
-  const abi::MsrsHeader header{static_cast<std::uint32_t>(entries.size()), 0};
-  std::memcpy(buffer.data(), &header, sizeof(header));
-  std::memcpy(buffer.data() + sizeof(header), entries.data(), entries.size_bytes());
-  // KVM_SET_MSRS returns how many entries it set; all of them must have been.
+  std::vector<std::byte> buffer = counted_array<abi::MsrsHeader>(entries);
+  // KVM_SET_MSRS reads nmsrs entries from behind the header and returns how many it set.
   const int set = ::ioctl(fd_.get(), abi::kSetMsrs, buffer.data());
   if (set < 0) return fail("KVM_SET_MSRS failed: {}", errno_text(errno));
   if (static_cast<std::size_t>(set) != entries.size()) {
