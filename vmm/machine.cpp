@@ -122,9 +122,10 @@ Result<void> Machine::build(const boot::LinuxBootInfo& boot_info) {
 
   const std::size_t mmap_size = TRY(kvm_.vcpu_mmap_size());
   const std::vector<kvm_cpuid_entry2> cpuid = TRY(kvm_.supported_cpuid());
+  const bool tsc_deadline_timer = kvm_.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
   for (unsigned id = 0; id < config_.vcpus; ++id) {
     Vcpu vcpu = TRY(vm_.create_vcpu(id, mmap_size));
-    TRY_VOID(setup_vcpu_platform(vcpu, cpuid, config_.vcpus));
+    TRY_VOID(setup_vcpu_platform(vcpu, cpuid, config_.vcpus, tsc_deadline_timer));
     if (id == 0) TRY_VOID(setup_boot_registers(vcpu, boot_info.cpu));
     vcpus_.push_back(std::move(vcpu));
   }

@@ -17,6 +17,7 @@ constexpr std::uint32_t kLeafAmdSizeIdentifiers = 0x80000008;
 constexpr std::uint32_t kLeafAmdTopology = 0x8000001e;
 constexpr std::uint32_t kEcxHypervisor = 1U << 31;       // leaf 1 ECX: running under a hypervisor
 constexpr std::uint32_t kEdxHtt = 1U << 28;              // leaf 1 EDX: EBX[23:16] is valid
+constexpr std::uint32_t kEcxTscDeadline = 1U << 24;      // leaf 1 ECX: TSC-deadline LAPIC timer mode
 constexpr std::uint32_t kTopologyLevelSmt = 1;           // leaf 0xb ECX[15:8] level types
 constexpr std::uint32_t kTopologyLevelCore = 2;
 
@@ -36,8 +37,9 @@ bool is_amd(const std::vector<kvm_cpuid_entry2>& entries) {
 }
 }  // namespace
 
-std::vector<kvm_cpuid_entry2> vcpu_cpuid(std::vector<kvm_cpuid_entry2> entries, unsigned vcpu_index, unsigned vcpu_count) {
-  const std::uint32_t apic_id = vcpu_index;
+std::vector<kvm_cpuid_entry2> vcpu_cpuid(std::vector<kvm_cpuid_entry2> entries, const CpuidOptions& options) {
+  const unsigned vcpu_count = options.vcpu_count;
+  const std::uint32_t apic_id = options.vcpu_index;
   const unsigned core_bits = bits_for(vcpu_count);
   const bool amd = is_amd(entries);
   for (auto& e : entries) {
@@ -45,6 +47,7 @@ std::vector<kvm_cpuid_entry2> vcpu_cpuid(std::vector<kvm_cpuid_entry2> entries, 
       case kLeafFeatures:
         e.ebx = (e.ebx & 0x0000ffff) | (apic_id << 24) | (std::min(vcpu_count, 255U) << 16);
         e.ecx |= kEcxHypervisor;
+        if (options.tsc_deadline_timer) e.ecx |= kEcxTscDeadline;
         if (vcpu_count > 1) e.edx |= kEdxHtt; else e.edx &= ~kEdxHtt;
         break;
       case kLeafCacheParameters: {

@@ -9,7 +9,15 @@
 
 namespace microvm::vmm {
 
-[[nodiscard]] std::vector<kvm_cpuid_entry2> vcpu_cpuid(std::vector<kvm_cpuid_entry2> supported, unsigned vcpu_index,
-                                                       unsigned vcpu_count);
+struct CpuidOptions {
+  unsigned vcpu_index = 0;
+  unsigned vcpu_count = 1;
+  // KVM emulates the TSC-deadline LAPIC timer but leaves it out of KVM_GET_SUPPORTED_CPUID; the VMM
+  // sets it when KVM_CAP_TSC_DEADLINE_TIMER is present (api.rst 4.46). Linux then skips calibrating
+  // the LAPIC timer.
+  bool tsc_deadline_timer = false;
+};
+
+[[nodiscard]] std::vector<kvm_cpuid_entry2> vcpu_cpuid(std::vector<kvm_cpuid_entry2> supported, const CpuidOptions& options);
 
 }  // namespace microvm::vmm

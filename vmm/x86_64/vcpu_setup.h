@@ -14,7 +14,7 @@ namespace microvm::vmm {
 
 // For every vCPU: CPUID, MSRs, FPU, LAPIC LINT0 = ExtINT, LINT1 = NMI.
 [[nodiscard]] Result<void> setup_vcpu_platform(const Vcpu& vcpu, const std::vector<kvm_cpuid_entry2>& supported,
-                                               unsigned vcpu_count);
+                                               unsigned vcpu_count, bool tsc_deadline_timer);
 // For the boot vCPU only (the others wait for INIT/SIPI from Linux): registers and segments.
 [[nodiscard]] Result<void> setup_boot_registers(const Vcpu& vcpu, const boot::BootCpuState& state);
 
