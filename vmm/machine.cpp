@@ -1,5 +1,7 @@
 #include "vmm/machine.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -140,6 +142,13 @@ void Machine::write_console(std::span<const std::uint8_t> bytes) const {
   while (!bytes.empty()) {
     const ssize_t n = ::write(config_.console_output, bytes.data(), bytes.size());
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      // A terminal's stdout shares its open file description with stdin, which the event loop
+      // made non-blocking: wait until it drains.
+      pollfd writable{config_.console_output, POLLOUT, 0};
+      ::poll(&writable, 1, -1);
+      continue;
+    }
     if (n <= 0) return;  // the reader went away: drop console output, keep the guest running
     bytes = bytes.subspan(static_cast<std::size_t>(n));
   }
@@ -264,19 +273,26 @@ MachineExit Machine::run() {
       deliver();
     });
   };
+  // The event loop makes the input's open file description non-blocking, which the shell that
+  // started microvm shares: put its flags back afterwards.
+  const int input_flags = config_.console_input >= 0 ? ::fcntl(config_.console_input, F_GETFL) : -1;
   if (config_.console_input >= 0) {
+    UniqueFd input_fd(::dup(config_.console_input));
     boost::system::error_code ec;
     input.emplace(io);
-    input->assign(::dup(config_.console_input), ec);
+    input->assign(input_fd.get(), ec);
     if (ec) {
       spdlog::debug("console input is not pollable ({}); the guest gets no input", ec.message());
       input.reset();
     } else {
+      static_cast<void>(input_fd.release());  // now owned by the stream descriptor
       read_input();
     }
   }
 
   if (!stopping_.load()) io.run();
+  input.reset();
+  if (input_flags >= 0) ::fcntl(config_.console_input, F_SETFL, input_flags);
 
   for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(true);
   for (std::thread& t : threads_) {
