@@ -32,7 +32,9 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& memory, std::span<const std
   // The decompressor works in [pref_address, pref_address + init_size); it must all be RAM.
   const GuestAddress load = layout::kHighMemory;
   const std::uint64_t work_start = std::max<std::uint64_t>(hdr.pref_address, load.value);
-  const std::uint64_t work_end = std::max(load.value + kernel_size, work_start + std::uint64_t{hdr.init_size});
+  const auto init_end = GuestAddress(work_start).checked_add(hdr.init_size);
+  if (!init_end) return fail("malformed bzImage: pref_address {:#x} + init_size wraps around", work_start);
+  const std::uint64_t work_end = std::max(load.value + kernel_size, init_end->value);
   if (!memory.contains(load, work_end - load.value)) {
     return fail("guest memory too small for this kernel: it needs {} MiB; raise --memory", (work_end >> 20) + 1);
   }

@@ -61,14 +61,17 @@ Result<LoadedKernel> load_elf(const GuestMemory& memory, std::span<const std::by
   std::uint64_t low = UINT64_MAX;
   std::uint64_t high = 0;
   for (const Elf64_Phdr& phdr : loads) {
-    auto dest = TRY(memory.slice(GuestAddress(phdr.p_paddr), phdr.p_memsz));
-    std::memcpy(dest.data(), image.data() + phdr.p_offset, phdr.p_filesz);
-    std::memset(dest.data() + phdr.p_filesz, 0, phdr.p_memsz - phdr.p_filesz);
     low = std::min(low, phdr.p_paddr);
-    high = std::max(high, phdr.p_paddr + phdr.p_memsz);
+    high = std::max(high, phdr.p_paddr + phdr.p_memsz);  // no wrap: contains() checked the range
   }
   if (ehdr.e_entry < low || ehdr.e_entry >= high) {
     return fail("malformed ELF: entry point {:#x} is outside the loaded segments", ehdr.e_entry);
+  }
+  // Only a fully valid image touches guest memory.
+  for (const Elf64_Phdr& phdr : loads) {
+    auto dest = TRY(memory.slice(GuestAddress(phdr.p_paddr), phdr.p_memsz));
+    std::memcpy(dest.data(), image.data() + phdr.p_offset, phdr.p_filesz);
+    std::memset(dest.data() + phdr.p_filesz, 0, phdr.p_memsz - phdr.p_filesz);
   }
   return LoadedKernel{KernelFormat::kElf, GuestAddress(ehdr.e_entry), GuestAddress(high), std::nullopt};
 }
