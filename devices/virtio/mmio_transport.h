@@ -1,0 +1,69 @@
+// The virtio-mmio transport, version 2 (virtio 1.2 §4.2.2): the register window a driver uses to
+// discover a device, negotiate features, configure queues and exchange notifications. Register
+// offsets and values come from <linux/virtio_mmio.h> and <linux/virtio_config.h>.
+// Guest accesses arrive on vCPU threads; device work runs elsewhere: state is under a mutex.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "devices/bus_device.h"
+#include "devices/interrupt_line.h"
+#include "devices/virtio/queue.h"
+#include "devices/virtio/virtio_device.h"
+
+namespace microvm::devices::virtio {
+
+class MmioTransport final : public BusDevice, private Interrupt {
+ public:
+  static constexpr std::uint64_t kWindowSize = 0x1000;    // one 4 KiB page per device
+  static constexpr std::uint32_t kMagic = 0x74726976;     // "virt" (§4.2.2)
+  static constexpr std::uint32_t kVersion = 2;            // non-legacy register layout (§4.2.2)
+  static constexpr std::uint32_t kVendorId = 0x4d564d4d;  // "MMVM"
+
+  MmioTransport(VirtioDevice& device, const GuestMemory& memory, InterruptLine& irq);
+
+  void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
+  void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
+
+  [[nodiscard]] std::uint32_t status() const;
+
+ private:
+  struct QueueConfig {  // what the driver wrote, applied to the Queue when it sets QueueReady
+    std::uint16_t size = 0;
+    bool ready = false;
+    std::uint64_t descriptors = 0, driver_area = 0, device_area = 0;
+  };
+
+  std::uint32_t read_register(std::uint64_t offset);
+  void write_register(std::uint64_t offset, std::uint32_t value);
+  void write_status(std::uint32_t value);
+  void reset_locked();
+  void fail_locked(const Error& error);  // sets DEVICE_NEEDS_RESET and tells the driver
+  QueueConfig* selected_queue();
+
+  // Interrupt
+  void signal_used_buffers() override;
+  void signal_config_change() override;
+  void raise(std::uint32_t bits);
+
+  VirtioDevice& device_;
+  const GuestMemory& memory_;
+  InterruptLine& irq_;
+  mutable std::mutex mutex_;            // registers and queue configuration
+  mutable std::mutex interrupt_mutex_;  // interrupt status and the line; taken after mutex_, never before
+  std::vector<Queue> queues_;
+  std::vector<QueueConfig> queue_configs_;
+  std::uint32_t status_ = 0;
+  std::uint32_t device_features_select_ = 0;
+  std::uint32_t driver_features_select_ = 0;
+  std::uint64_t driver_features_ = 0;
+  std::uint32_t queue_select_ = 0;
+  std::uint32_t interrupt_status_ = 0;   // under interrupt_mutex_
+  std::uint32_t config_generation_ = 0;  // under interrupt_mutex_
+  bool activated_ = false;
+};
+
+}  // namespace microvm::devices::virtio

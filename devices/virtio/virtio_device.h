@@ -1,0 +1,43 @@
+// What a virtio device (virtio 1.2 §5: blk, net, console, ...) offers its transport. The device
+// knows its queues' contents, never the transport's registers or how interrupts are delivered.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "devices/virtio/queue.h"
+#include "vmm/memory/error.h"
+#include "vmm/memory/guest_memory.h"
+
+namespace microvm::devices::virtio {
+
+// How a device tells the driver something happened (the transport sets the interrupt status and
+// raises its interrupt line).
+class Interrupt {
+ public:
+  virtual ~Interrupt() = default;
+  virtual void signal_used_buffers() = 0;   // §2.7.10 "used buffer notification"
+  virtual void signal_config_change() = 0;  // §2.4.2 "configuration change notification"
+};
+
+class VirtioDevice {
+ public:
+  virtual ~VirtioDevice() = default;
+
+  [[nodiscard]] virtual std::uint32_t device_id() const = 0;  // §5 device type (VIRTIO_ID_*)
+  [[nodiscard]] virtual std::uint64_t features() const = 0;   // offered, including VIRTIO_F_VERSION_1
+  [[nodiscard]] virtual std::size_t queue_count() const = 0;
+  virtual void read_config(std::uint64_t offset, std::span<std::uint8_t> data) = 0;
+  virtual void write_config(std::uint64_t offset, std::span<const std::uint8_t> data) = 0;
+
+  // DRIVER_OK (§3.1.1): the queues are configured and validated. An error makes the transport set
+  // DEVICE_NEEDS_RESET.
+  [[nodiscard]] virtual Result<void> activate(const GuestMemory& memory, std::span<Queue> queues,
+                                              std::uint64_t acked_features, Interrupt& interrupt) = 0;
+  // The driver made buffers available on `queue` (only called while activated).
+  virtual void notify(std::uint16_t queue) = 0;
+  // Status 0 written (§2.1.1): drop every reference to the queues and go back to the initial state.
+  virtual void reset() = 0;
+};
+
+}  // namespace microvm::devices::virtio
