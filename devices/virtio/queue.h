@@ -22,11 +22,7 @@ static_assert(std::endian::native == std::endian::little);
 // Feature bits (§6 "Reserved Feature Bits").
 inline constexpr unsigned kFeatureIndirectDesc = 28;  // §2.7.5.3: descriptors may refer to indirect tables
 inline constexpr unsigned kFeatureEventIdx = 29;      // §2.7.7, §2.7.10: used_event / avail_event
-// <linux/virtio_config.h> defines kFeatureVersion1 as a macro: declare it only when absent, so
-// this header and that one can be included in either order (the value is the same).
-#ifndef kFeatureVersion1
 inline constexpr unsigned kFeatureVersion1 = 32;  // §6: compliant with virtio 1.x (not legacy)
-#endif
 static_assert(kFeatureVersion1 == 32);
 
 // Descriptor flags (§2.7.5).
@@ -41,7 +37,7 @@ inline constexpr std::uint16_t kUsedFlagNoNotify = 1;
 struct VirtqDesc {      // §2.7.5 struct virtq_desc
   std::uint64_t addr;   // 0: guest-physical address of the buffer
   std::uint32_t len;    // 8
-  std::uint16_t flags;  // 12: VIRTQ_DESC_F_*
+  std::uint16_t flags;  // 12: kDescFlag*
   std::uint16_t next;   // 14: next descriptor when flags & NEXT
 
   constexpr bool operator==(const VirtqDesc&) const = default;
@@ -50,7 +46,7 @@ static_assert(sizeof(VirtqDesc) == 16);
 static_assert(offsetof(VirtqDesc, len) == 8 && offsetof(VirtqDesc, flags) == 12 && offsetof(VirtqDesc, next) == 14);
 
 struct VirtqAvailHeader {  // §2.7.6 struct virtq_avail, followed by le16 ring[size] and le16 used_event
-  std::uint16_t flags;     // 0: VIRTQ_AVAIL_F_*
+  std::uint16_t flags;     // 0: kAvailFlag*
   std::uint16_t idx;       // 2: where the driver puts the next entry (free-running)
 };
 static_assert(sizeof(VirtqAvailHeader) == 4);
@@ -58,7 +54,7 @@ using VirtqAvailElem = std::uint16_t;  // head index of a descriptor chain
 static_assert(sizeof(VirtqAvailElem) == 2);
 
 struct VirtqUsedHeader {  // §2.7.8 struct virtq_used, followed by virtq_used_elem ring[size] and le16 avail_event
-  std::uint16_t flags;    // 0: VIRTQ_USED_F_*
+  std::uint16_t flags;    // 0: kUsedFlag*
   std::uint16_t idx;      // 2: where the device puts the next entry (free-running)
 };
 static_assert(sizeof(VirtqUsedHeader) == 4);
