@@ -18,16 +18,20 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& memory, std::span<const std
     return fail("not a kernel: no ELF magic and no bzImage header (\"HdrS\" at 0x202)");
   }
   if (hdr.version < kMinProtocol) {
-    return fail("bzImage boot protocol {}.{} is too old; 2.12 or newer is needed", hdr.version >> 8, hdr.version & 0xff);
+    return fail("bzImage boot protocol {}.{} is too old; 2.12 or newer is needed", hdr.version >> 8,
+                hdr.version & 0xff);
   }
-  if ((hdr.xloadflags & kXlfKernel64) == 0) return fail("bzImage has no 64-bit entry point (xloadflags lacks XLF_KERNEL_64)");
+  if ((hdr.xloadflags & kXlfKernel64) == 0)
+    return fail("bzImage has no 64-bit entry point (xloadflags lacks XLF_KERNEL_64)");
 
   const std::uint64_t setup_sects = hdr.setup_sects == 0 ? kDefaultSetupSects : hdr.setup_sects;
   const std::uint64_t kernel_offset = (setup_sects + 1) * kSectorSize;
-  if (kernel_offset >= image.size()) return fail("truncated bzImage: setup code claims {} bytes of a {}-byte file", kernel_offset, image.size());
+  if (kernel_offset >= image.size())
+    return fail("truncated bzImage: setup code claims {} bytes of a {}-byte file", kernel_offset, image.size());
   const std::uint64_t kernel_size = image.size() - kernel_offset;
   const std::uint64_t declared = std::uint64_t{hdr.syssize} * 16;  // syssize counts 16-byte paragraphs
-  if (declared > kernel_size) return fail("truncated bzImage: header says {} bytes of kernel, file has {}", declared, kernel_size);
+  if (declared > kernel_size)
+    return fail("truncated bzImage: header says {} bytes of kernel, file has {}", declared, kernel_size);
 
   // The decompressor works in [pref_address, pref_address + init_size); it must all be RAM.
   const GuestAddress load = layout::kHighMemory;

@@ -16,8 +16,8 @@ enum class KernelFormat { kElf, kBzImage };
 
 struct LoadedKernel {
   KernelFormat format = KernelFormat::kElf;
-  GuestAddress entry;  // 64-bit entry point (long mode, paging on, %rsi = boot_params)
-  GuestAddress end;    // one past the highest byte the kernel occupies, including decompression room
+  GuestAddress entry;                 // 64-bit entry point (long mode, paging on, %rsi = boot_params)
+  GuestAddress end;                   // one past the highest byte the kernel occupies, including decompression room
   std::optional<SetupHeader> header;  // the image's setup header (bzImage only)
 };
 

@@ -10,32 +10,33 @@
 
 namespace microvm::boot::layout {
 
-inline constexpr GuestAddress kGdt{0x500};           // boot GDT (first free byte after the BIOS data area)
-inline constexpr GuestAddress kIdt{0x540};           // empty IDT (GDT gets 64 bytes before it): interrupts stay off until Linux sets its own
-inline constexpr GuestAddress kBootParams{0x7000};   // struct boot_params, the "zero page" (4 KiB)
-inline constexpr GuestAddress kBootStack{0x8ff0};    // initial %rsp; grows down towards the zero page
-inline constexpr GuestAddress kPml4{0x9000};         // identity page tables: PML4 ...
-inline constexpr GuestAddress kPdpt{0xa000};         // ... one PDPT ...
-inline constexpr GuestAddress kPageDirectories{0xb000};  // ... and 4 PDs of 2 MiB pages (0xb000-0xefff)
+inline constexpr GuestAddress kGdt{0x500};  // boot GDT (first free byte after the BIOS data area)
+inline constexpr GuestAddress kIdt{
+    0x540};  // empty IDT (GDT gets 64 bytes before it): interrupts stay off until Linux sets its own
+inline constexpr GuestAddress kBootParams{0x7000};                 // struct boot_params, the "zero page" (4 KiB)
+inline constexpr GuestAddress kBootStack{0x8ff0};                  // initial %rsp; grows down towards the zero page
+inline constexpr GuestAddress kPml4{0x9000};                       // identity page tables: PML4 ...
+inline constexpr GuestAddress kPdpt{0xa000};                       // ... one PDPT ...
+inline constexpr GuestAddress kPageDirectories{0xb000};            // ... and 4 PDs of 2 MiB pages (0xb000-0xefff)
 inline constexpr std::uint64_t kIdentityMappedBytes = 4ULL << 30;  // page tables map [0, 4 GiB)
-inline constexpr GuestAddress kCmdline{0x20000};     // kernel command line (NUL-terminated)
-inline constexpr std::uint64_t kCmdlineReserved = 0x10000;  // bytes reserved for it (64 KiB)
-inline constexpr GuestAddress kEbda{0x9fc00};        // end of usable conventional RAM (EBDA starts here)
-inline constexpr GuestAddress kAcpiTables{0xe0000};  // RSDP and ACPI tables, in the BIOS area Linux scans
-inline constexpr std::uint64_t kAcpiReserved = 0x20000;  // [0xe0000, 1 MiB) is e820-reserved for them
-inline constexpr GuestAddress kHighMemory{0x100000};  // 1 MiB: protected-mode kernel load address
-inline constexpr GuestAddress kMmioHoleStart{0xc0000000};  // 3 GiB: 32-bit MMIO hole (LAPIC, IOAPIC, virtio)
-inline constexpr GuestAddress kMmioHoleEnd{1ULL << 32};     // RAM resumes above 4 GiB
-inline constexpr GuestAddress kIoApic{0xfec00000};   // I/O APIC base (KVM in-kernel irqchip)
-inline constexpr GuestAddress kLocalApic{0xfee00000};  // local APIC base (KVM in-kernel irqchip)
-inline constexpr GuestAddress kKvmIdentityMap{0xfeffc000};  // KVM_SET_IDENTITY_MAP_ADDR: 1 page (VMX real mode)
-inline constexpr GuestAddress kKvmTss{0xfeffd000};  // KVM_SET_TSS_ADDR: 3 pages (VMX real mode)
+inline constexpr GuestAddress kCmdline{0x20000};                   // kernel command line (NUL-terminated)
+inline constexpr std::uint64_t kCmdlineReserved = 0x10000;         // bytes reserved for it (64 KiB)
+inline constexpr GuestAddress kEbda{0x9fc00};                      // end of usable conventional RAM (EBDA starts here)
+inline constexpr GuestAddress kAcpiTables{0xe0000};                // RSDP and ACPI tables, in the BIOS area Linux scans
+inline constexpr std::uint64_t kAcpiReserved = 0x20000;            // [0xe0000, 1 MiB) is e820-reserved for them
+inline constexpr GuestAddress kHighMemory{0x100000};               // 1 MiB: protected-mode kernel load address
+inline constexpr GuestAddress kMmioHoleStart{0xc0000000};          // 3 GiB: 32-bit MMIO hole (LAPIC, IOAPIC, virtio)
+inline constexpr GuestAddress kMmioHoleEnd{1ULL << 32};            // RAM resumes above 4 GiB
+inline constexpr GuestAddress kIoApic{0xfec00000};                 // I/O APIC base (KVM in-kernel irqchip)
+inline constexpr GuestAddress kLocalApic{0xfee00000};              // local APIC base (KVM in-kernel irqchip)
+inline constexpr GuestAddress kKvmIdentityMap{0xfeffc000};         // KVM_SET_IDENTITY_MAP_ADDR: 1 page (VMX real mode)
+inline constexpr GuestAddress kKvmTss{0xfeffd000};                 // KVM_SET_TSS_ADDR: 3 pages (VMX real mode)
 
 // I/O ports of the platform devices microvm emulates.
-inline constexpr std::uint16_t kPortI8042Data = 0x60;     // i8042 data port
-inline constexpr std::uint16_t kPortI8042Command = 0x64;  // i8042 status/command port
-inline constexpr std::uint16_t kPortCom1 = 0x3f8;         // 16550A UART, 8 registers
-inline constexpr std::uint32_t kIrqCom1 = 4;              // COM1's ISA IRQ
+inline constexpr std::uint16_t kPortI8042Data = 0x60;        // i8042 data port
+inline constexpr std::uint16_t kPortI8042Command = 0x64;     // i8042 status/command port
+inline constexpr std::uint16_t kPortCom1 = 0x3f8;            // 16550A UART, 8 registers
+inline constexpr std::uint32_t kIrqCom1 = 4;                 // COM1's ISA IRQ
 inline constexpr std::uint16_t kPortAcpiPm1Event = 0x600;    // FADT PM1a_EVT_BLK: PM1 status + enable (4 bytes)
 inline constexpr std::uint16_t kPortAcpiPm1Control = 0x604;  // FADT PM1a_CNT_BLK: PM1 control (2 bytes)
 inline constexpr std::uint8_t kIrqAcpiSci = 9;               // FADT SCI_INT: the ACPI interrupt (never raised)

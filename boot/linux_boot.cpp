@@ -13,8 +13,12 @@ namespace microvm::boot {
 
 namespace {
 constexpr std::uint64_t kPageSize = 4096;
-constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
-constexpr std::uint64_t align_down(std::uint64_t v, std::uint64_t a) { return v / a * a; }
+constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) {
+  return (v + a - 1) / a * a;
+}
+constexpr std::uint64_t align_down(std::uint64_t v, std::uint64_t a) {
+  return v / a * a;
+}
 }  // namespace
 
 Result<GuestAddress> place_initrd(const GuestMemory& memory, GuestAddress kernel_end, std::uint64_t size,

@@ -22,8 +22,8 @@ struct LinuxBootConfig {
 };
 
 struct BootCpuState {
-  std::uint64_t rip = 0;   // kernel's 64-bit entry
-  std::uint64_t rsi = 0;   // boot_params address
+  std::uint64_t rip = 0;  // kernel's 64-bit entry
+  std::uint64_t rsi = 0;  // boot_params address
   std::uint64_t rsp = 0;
   std::uint64_t cr3 = 0;
   BootSegments segments;
@@ -40,7 +40,7 @@ struct LinuxBootInfo {
 
 // Where the initrd goes: the highest page-aligned address below min(end of low RAM, initrd_addr_max)
 // that is above the kernel. Fails when it cannot fit.
-[[nodiscard]] Result<GuestAddress> place_initrd(const GuestMemory& memory, GuestAddress kernel_end,
-                                                std::uint64_t size, std::uint64_t initrd_addr_max);
+[[nodiscard]] Result<GuestAddress> place_initrd(const GuestMemory& memory, GuestAddress kernel_end, std::uint64_t size,
+                                                std::uint64_t initrd_addr_max);
 
 }  // namespace microvm::boot

@@ -21,11 +21,11 @@ class AcpiPm final : public BusDevice {
   static constexpr std::uint64_t kControlBlockOffset = 4;  // PM1a_CNT_BLK
   static constexpr std::uint64_t kControlBlockLength = 2;  // PM1_CNT_LEN
   static constexpr std::uint64_t kSize = 6;
-  static constexpr std::uint16_t kSciEnable = 1U << 0;      // PM1_CNT.SCI_EN
-  static constexpr std::uint16_t kSleepTypeShift = 10;      // PM1_CNT.SLP_TYPx, bits 10-12
+  static constexpr std::uint16_t kSciEnable = 1U << 0;  // PM1_CNT.SCI_EN
+  static constexpr std::uint16_t kSleepTypeShift = 10;  // PM1_CNT.SLP_TYPx, bits 10-12
   static constexpr std::uint16_t kSleepTypeMask = 7U << 10;
-  static constexpr std::uint16_t kSleepEnable = 1U << 13;   // PM1_CNT.SLP_EN (write-only)
-  static constexpr std::uint16_t kSleepTypeS5 = 5;          // must match \_S5 in the DSDT
+  static constexpr std::uint16_t kSleepEnable = 1U << 13;  // PM1_CNT.SLP_EN (write-only)
+  static constexpr std::uint16_t kSleepTypeS5 = 5;         // must match \_S5 in the DSDT
 
   explicit AcpiPm(std::function<void()> on_power_off) : on_power_off_(std::move(on_power_off)) {}
 

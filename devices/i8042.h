@@ -26,9 +26,9 @@ class I8042 final : public BusDevice {
  private:
   std::function<void()> on_reset_;
   std::mutex mutex_;
-  std::optional<std::uint8_t> output_;         // byte waiting in the output buffer
+  std::optional<std::uint8_t> output_;           // byte waiting in the output buffer
   std::optional<std::uint8_t> pending_command_;  // command waiting for its data byte
-  std::uint8_t control_ = 0x30;                // controller configuration byte: both ports' clocks off
+  std::uint8_t control_ = 0x30;                  // controller configuration byte: both ports' clocks off
 };
 
 }  // namespace microvm::devices

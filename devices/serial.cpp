@@ -56,17 +56,14 @@ std::uint8_t Serial::read_register(std::uint8_t reg) {
         input_.pop_front();
         return byte;
       }
-    case kIer:
-      return dlab ? dlm_ : ier_;
+    case kIer: return dlab ? dlm_ : ier_;
     case kIirFcr: {
       const std::uint8_t iir = interrupt_identification();
       if ((iir & 0x0f) == kIirThrEmpty) thr_empty_interrupt_ = false;  // reading IIR clears THRE
       return iir;
     }
-    case kLcr:
-      return lcr_;
-    case kMcr:
-      return mcr_;
+    case kLcr: return lcr_;
+    case kMcr: return mcr_;
     case kLsr:
       return static_cast<std::uint8_t>((input_.empty() ? 0 : kLsrDataReady) | kLsrThrEmpty | kLsrTransmitterEmpty);
     case kMsr:
@@ -75,10 +72,8 @@ std::uint8_t Serial::read_register(std::uint8_t reg) {
                                          ((mcr_ & kMcrOut1) ? kMsrRi : 0) | ((mcr_ & kMcrOut2) ? kMsrDcd : 0));
       }
       return kMsrDcd | kMsrDsr | kMsrCts;
-    case kScratch:
-      return scratch_;
-    default:
-      return 0xff;
+    case kScratch: return scratch_;
+    default: return 0xff;
   }
 }
 
@@ -109,15 +104,9 @@ void Serial::write_register(std::uint8_t reg, std::uint8_t value) {
       fifo_enabled_ = (value & kFcrEnable) != 0;
       if ((value & kFcrClearReceive) != 0) input_.clear();
       break;
-    case kLcr:
-      lcr_ = value;
-      break;
-    case kMcr:
-      mcr_ = value & 0x1f;
-      break;
-    case kScratch:
-      scratch_ = value;
-      break;
+    case kLcr: lcr_ = value; break;
+    case kMcr: mcr_ = value & 0x1f; break;
+    case kScratch: scratch_ = value; break;
     default:  // LSR and MSR are read-only
       break;
   }

@@ -22,9 +22,9 @@ class Serial final : public BusDevice {
 
   // Register offsets (PC16550D table 2); DLAB is LCR bit 7.
   enum Register : std::uint8_t {
-    kData = 0,        // RBR (read) / THR (write); DLL when DLAB
-    kIer = 1,         // interrupt enable; DLM when DLAB
-    kIirFcr = 2,      // IIR (read) / FCR (write)
+    kData = 0,    // RBR (read) / THR (write); DLL when DLAB
+    kIer = 1,     // interrupt enable; DLM when DLAB
+    kIirFcr = 2,  // IIR (read) / FCR (write)
     kLcr = 3,
     kMcr = 4,
     kLsr = 5,

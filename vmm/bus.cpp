@@ -11,13 +11,15 @@ Result<void> Bus::insert(std::uint64_t base, std::uint64_t length, devices::BusD
       return fail("device {} at {:#x}+{:#x} overlaps {} at {:#x}+{:#x}", name, base, length, e.name, e.base, e.length);
     }
   }
-  auto at = std::lower_bound(entries_.begin(), entries_.end(), base, [](const Entry& e, std::uint64_t b) { return e.base < b; });
+  auto at = std::lower_bound(entries_.begin(), entries_.end(), base,
+                             [](const Entry& e, std::uint64_t b) { return e.base < b; });
   entries_.insert(at, Entry{base, length, &device, std::move(name)});
   return {};
 }
 
 const Bus::Entry* Bus::find(std::uint64_t address, std::size_t size) const {
-  auto it = std::upper_bound(entries_.begin(), entries_.end(), address, [](std::uint64_t a, const Entry& e) { return a < e.base; });
+  auto it = std::upper_bound(entries_.begin(), entries_.end(), address,
+                             [](std::uint64_t a, const Entry& e) { return a < e.base; });
   if (it == entries_.begin()) return nullptr;
   --it;
   if (address - it->base >= it->length || size > it->length - (address - it->base)) return nullptr;

@@ -16,7 +16,8 @@ namespace microvm::vmm {
 class Bus {
  public:
   // Fails if [base, base + length) overlaps a device already on the bus.
-  [[nodiscard]] Result<void> insert(std::uint64_t base, std::uint64_t length, devices::BusDevice& device, std::string name);
+  [[nodiscard]] Result<void> insert(std::uint64_t base, std::uint64_t length, devices::BusDevice& device,
+                                    std::string name);
 
   // Return false when no device claims the address (the caller decides what the guest sees).
   bool read(std::uint64_t address, std::span<std::uint8_t> data) const;

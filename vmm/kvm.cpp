@@ -67,9 +67,10 @@ Result<Kvm> Kvm::open(const std::string& path) {
   if (!fd.valid()) {
     const int err = errno;
     if (err == ENOENT) {
-      return fail("{} does not exist: KVM is unavailable here (virtualization off in firmware, kvm module not "
-                  "loaded, or no nested virtualization); run through the nested sandbox: tools/sandbox -- microvm ...",
-                  path);
+      return fail(
+          "{} does not exist: KVM is unavailable here (virtualization off in firmware, kvm module not "
+          "loaded, or no nested virtualization); run through the nested sandbox: tools/sandbox -- microvm ...",
+          path);
     }
     if (err == EACCES || err == EPERM) {
       return fail("no permission to open {}: add your user to the 'kvm' group (usermod -aG kvm $USER) and log in again",
@@ -78,8 +79,10 @@ Result<Kvm> Kvm::open(const std::string& path) {
     return fail("cannot open {}: {}", path, errno_text(err));
   }
   if (is_pvm_only("/sys/module")) {
-    return fail("{} is backed by PVM (kvm_pvm, no hardware virtualization), which cannot run a stock Linux guest; "
-                "run through the nested sandbox: tools/sandbox -- microvm ...", path);
+    return fail(
+        "{} is backed by PVM (kvm_pvm, no hardware virtualization), which cannot run a stock Linux guest; "
+        "run through the nested sandbox: tools/sandbox -- microvm ...",
+        path);
   }
   // KVM_GET_API_VERSION takes no argument.
   const int version = ::ioctl(fd.get(), KVM_GET_API_VERSION, 0);
@@ -226,7 +229,8 @@ Result<void> Vcpu::set_msrs(std::span<const kvm_msr_entry> entries) const {
   const int set = ::ioctl(fd_.get(), abi::kSetMsrs, buffer.data());
   if (set < 0) return fail("KVM_SET_MSRS failed: {}", errno_text(errno));
   if (static_cast<std::size_t>(set) != entries.size()) {
-    return fail("KVM_SET_MSRS set {} of {} MSRs (MSR {:#x} refused)", set, entries.size(), entries[static_cast<std::size_t>(set)].index);
+    return fail("KVM_SET_MSRS set {} of {} MSRs (MSR {:#x} refused)", set, entries.size(),
+                entries[static_cast<std::size_t>(set)].index);
   }
   return {};
 }

@@ -17,10 +17,10 @@ struct Cpuid2Header {     // struct kvm_cpuid2 without its array
 };                        // entries[] at 8
 static_assert(sizeof(Cpuid2Header) == 8);
 
-struct MsrsHeader {       // struct kvm_msrs without its array
-  std::uint32_t nmsrs;    // 0
-  std::uint32_t pad;      // 4
-};                        // entries[] at 8
+struct MsrsHeader {     // struct kvm_msrs without its array
+  std::uint32_t nmsrs;  // 0
+  std::uint32_t pad;    // 4
+};                      // entries[] at 8
 static_assert(sizeof(MsrsHeader) == 8);
 
 static_assert(sizeof(kvm_cpuid_entry2) == 40);

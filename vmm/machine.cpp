@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
 #include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -15,7 +16,6 @@
 #include <cerrno>
 #include <chrono>
 #include <functional>
-#include <spdlog/spdlog.h>
 
 #include "boot/layout.h"
 #include "boot/linux_boot.h"
@@ -29,7 +29,9 @@ namespace {
 namespace layout = boot::layout;
 
 // The signal that kicks a vCPU thread out of KVM_RUN; its handler does nothing.
-int kick_signal() { return SIGRTMIN; }
+int kick_signal() {
+  return SIGRTMIN;
+}
 
 void install_kick_handler() {
   struct sigaction action {};
@@ -57,9 +59,11 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
     return fail("--cpus {} is out of range: microvm supports 1 to {}", config.vcpus, kMaxVcpus);
   }
   if (config.memory_bytes < kMinMemory) {
-    return fail("--memory {} MiB is too small: a Linux guest needs at least {} MiB", config.memory_bytes >> 20, kMinMemory >> 20);
+    return fail("--memory {} MiB is too small: a Linux guest needs at least {} MiB", config.memory_bytes >> 20,
+                kMinMemory >> 20);
   }
-  const auto host_bytes = static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  const auto host_bytes =
+      static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   if (config.memory_bytes > host_bytes) {
     return fail("--memory {} MiB is more than this host's {} MiB of RAM", config.memory_bytes >> 20, host_bytes >> 20);
   }
@@ -79,7 +83,8 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
   }
   spdlog::debug("{} kernel {} loaded, entry {:#x}; initrd {} bytes at {:#x}; {} MiB, {} vCPU(s); command line: {}",
                 boot_info.format == boot::KernelFormat::kElf ? "ELF" : "bzImage", config.kernel_path, boot_info.cpu.rip,
-                boot_info.initrd_size, boot_info.initrd_address.value, config.memory_bytes >> 20, config.vcpus, config.cmdline);
+                boot_info.initrd_size, boot_info.initrd_address.value, config.memory_bytes >> 20, config.vcpus,
+                config.cmdline);
   Vm vm = TRY(kvm.create_vm());
   auto machine = std::make_unique<Machine>(Key{}, config, std::move(kvm), std::move(vm), std::move(memory));
   TRY_VOID(machine->build(boot_info));
@@ -184,7 +189,8 @@ void Machine::handle_io_out(std::uint16_t port, std::span<const std::uint8_t> da
 
 void Machine::note_unclaimed(const char* access, std::uint64_t port) {
   std::lock_guard lock(unclaimed_mutex_);
-  if (unclaimed_ports_.insert(port).second) spdlog::debug("guest {} of unclaimed I/O port {:#x} (reads as 0xff)", access, port);
+  if (unclaimed_ports_.insert(port).second)
+    spdlog::debug("guest {} of unclaimed I/O port {:#x} (reads as 0xff)", access, port);
 }
 
 void Machine::vcpu_loop(Vcpu& vcpu) {
@@ -194,38 +200,46 @@ void Machine::vcpu_loop(Vcpu& vcpu) {
       stop(StopReason::kError, result.error().message);
       return;
     }
-    std::visit(Overloaded{
-                   [&](const exit::IoIn& e) { handle_io_in(e.port, e.data, e.count); },
-                   [&](const exit::IoOut& e) { handle_io_out(e.port, e.data, e.count); },
-                   [&](const exit::MmioRead& e) {
-                     if (!mmio_bus_.read(e.address, e.data)) std::fill(e.data.begin(), e.data.end(), 0xff);
-                   },
-                   [&](const exit::MmioWrite& e) { mmio_bus_.write(e.address, e.data); },
-                   [&](const exit::Hlt&) { stop(StopReason::kPowerOff, fmt::format("vCPU {} halted", vcpu.id())); },
-                   [&](const exit::Shutdown&) {
-                     stop(StopReason::kReboot, fmt::format("vCPU {} triple-faulted (shutdown): the guest rebooted", vcpu.id()));
-                   },
-                   [&](const exit::SystemEvent& e) {
-                     if (e.type == KVM_SYSTEM_EVENT_SHUTDOWN) stop(StopReason::kPowerOff, "the guest shut down");
-                     else if (e.type == KVM_SYSTEM_EVENT_RESET) stop(StopReason::kReboot, "the guest reset");
-                     else stop(StopReason::kError, fmt::format("the guest crashed (KVM system event {})", e.type));
-                   },
-                   [&](const exit::FailEntry& e) {
-                     stop(StopReason::kError, fmt::format("KVM could not enter vCPU {} (hardware entry failure reason {:#x}): "
-                                                          "invalid vCPU state", vcpu.id(), e.reason));
-                   },
-                   [&](const exit::InternalError& e) {
-                     const auto regs = vcpu.get_regs();
-                     stop(StopReason::kError, fmt::format("KVM internal error on vCPU {} at RIP {:#x} (suberror {}{})", vcpu.id(),
-                                                          regs ? regs->rip : 0, e.suberror,
-                                                          e.suberror == KVM_INTERNAL_ERROR_EMULATION ? ": instruction emulation failed" : ""));
-                   },
-                   [&](const exit::Interrupted&) {},
-                   [&](const exit::Unknown& e) {
-                     stop(StopReason::kError, fmt::format("vCPU {} exited with unexpected KVM exit reason {}", vcpu.id(), e.reason));
-                   },
-               },
-               *result);
+    std::visit(
+        Overloaded{
+            [&](const exit::IoIn& e) { handle_io_in(e.port, e.data, e.count); },
+            [&](const exit::IoOut& e) { handle_io_out(e.port, e.data, e.count); },
+            [&](const exit::MmioRead& e) {
+              if (!mmio_bus_.read(e.address, e.data)) std::fill(e.data.begin(), e.data.end(), 0xff);
+            },
+            [&](const exit::MmioWrite& e) { mmio_bus_.write(e.address, e.data); },
+            [&](const exit::Hlt&) { stop(StopReason::kPowerOff, fmt::format("vCPU {} halted", vcpu.id())); },
+            [&](const exit::Shutdown&) {
+              stop(StopReason::kReboot,
+                   fmt::format("vCPU {} triple-faulted (shutdown): the guest rebooted", vcpu.id()));
+            },
+            [&](const exit::SystemEvent& e) {
+              if (e.type == KVM_SYSTEM_EVENT_SHUTDOWN)
+                stop(StopReason::kPowerOff, "the guest shut down");
+              else if (e.type == KVM_SYSTEM_EVENT_RESET)
+                stop(StopReason::kReboot, "the guest reset");
+              else
+                stop(StopReason::kError, fmt::format("the guest crashed (KVM system event {})", e.type));
+            },
+            [&](const exit::FailEntry& e) {
+              stop(StopReason::kError, fmt::format("KVM could not enter vCPU {} (hardware entry failure reason {:#x}): "
+                                                   "invalid vCPU state",
+                                                   vcpu.id(), e.reason));
+            },
+            [&](const exit::InternalError& e) {
+              const auto regs = vcpu.get_regs();
+              stop(StopReason::kError,
+                   fmt::format("KVM internal error on vCPU {} at RIP {:#x} (suberror {}{})", vcpu.id(),
+                               regs ? regs->rip : 0, e.suberror,
+                               e.suberror == KVM_INTERNAL_ERROR_EMULATION ? ": instruction emulation failed" : ""));
+            },
+            [&](const exit::Interrupted&) {},
+            [&](const exit::Unknown& e) {
+              stop(StopReason::kError,
+                   fmt::format("vCPU {} exited with unexpected KVM exit reason {}", vcpu.id(), e.reason));
+            },
+        },
+        *result);
   }
 }
 
@@ -264,7 +278,9 @@ MachineExit Machine::run() {
       return;
     }
     retry.expires_after(std::chrono::milliseconds(10));
-    retry.async_wait([&](const boost::system::error_code& ec) { if (!ec) deliver(); });
+    retry.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) deliver();
+    });
   };
   read_input = [&] {
     input->async_read_some(boost::asio::buffer(buffer), [&](const boost::system::error_code& ec, std::size_t n) {

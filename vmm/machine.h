@@ -93,7 +93,8 @@ class Machine {
   std::optional<MachineExit> exit_;
   UniqueFd stop_event_;
   std::mutex unclaimed_mutex_;
-  std::set<std::uint64_t> unclaimed_ports_;  // logged once each (--verbose)  // eventfd: wakes the event loop when the guest ends
+  std::set<std::uint64_t>
+      unclaimed_ports_;  // logged once each (--verbose)  // eventfd: wakes the event loop when the guest ends
 };
 
 }  // namespace microvm::vmm

@@ -11,77 +11,77 @@ namespace microvm::boot {
 namespace {
 
 #pragma pack(push, 1)
-struct AcpiHeader {             // ACPI 6.4 §5.2.6 "System Description Table Header"
-  char signature[4];            // 0
-  std::uint32_t length;         // 4
-  std::uint8_t revision;        // 8
-  std::uint8_t checksum;        // 9
-  char oem_id[6];               // 10
-  char oem_table_id[8];         // 16
-  std::uint32_t oem_revision;   // 24
-  char creator_id[4];           // 28
+struct AcpiHeader {                // ACPI 6.4 §5.2.6 "System Description Table Header"
+  char signature[4];               // 0
+  std::uint32_t length;            // 4
+  std::uint8_t revision;           // 8
+  std::uint8_t checksum;           // 9
+  char oem_id[6];                  // 10
+  char oem_table_id[8];            // 16
+  std::uint32_t oem_revision;      // 24
+  char creator_id[4];              // 28
   std::uint32_t creator_revision;  // 32
 };
 static_assert(sizeof(AcpiHeader) == 36);
 
-struct Rsdp {                   // ACPI 6.4 §5.2.5.3
-  char signature[8];            // 0: "RSD PTR "
-  std::uint8_t checksum;        // 8: over the first 20 bytes
-  char oem_id[6];               // 9
-  std::uint8_t revision;        // 15: 2 = ACPI 2.0+ (has the XSDT)
-  std::uint32_t rsdt_address;   // 16
-  std::uint32_t length;         // 20
-  std::uint64_t xsdt_address;   // 24
+struct Rsdp {                      // ACPI 6.4 §5.2.5.3
+  char signature[8];               // 0: "RSD PTR "
+  std::uint8_t checksum;           // 8: over the first 20 bytes
+  char oem_id[6];                  // 9
+  std::uint8_t revision;           // 15: 2 = ACPI 2.0+ (has the XSDT)
+  std::uint32_t rsdt_address;      // 16
+  std::uint32_t length;            // 20
+  std::uint64_t xsdt_address;      // 24
   std::uint8_t extended_checksum;  // 32: over all 36 bytes
-  std::uint8_t reserved[3];     // 33
+  std::uint8_t reserved[3];        // 33
 };
 static_assert(sizeof(Rsdp) == 36);
 
-struct Gas {                    // ACPI 6.4 §5.2.3.2 Generic Address Structure
-  std::uint8_t space_id;        // 0: 1 = System I/O
-  std::uint8_t bit_width;       // 1
-  std::uint8_t bit_offset;      // 2
-  std::uint8_t access_size;     // 3: 1 = byte
-  std::uint64_t address;        // 4
+struct Gas {                 // ACPI 6.4 §5.2.3.2 Generic Address Structure
+  std::uint8_t space_id;     // 0: 1 = System I/O
+  std::uint8_t bit_width;    // 1
+  std::uint8_t bit_offset;   // 2
+  std::uint8_t access_size;  // 3: 1 = byte
+  std::uint64_t address;     // 4
 };
 static_assert(sizeof(Gas) == 12);
 
-struct Fadt {                   // ACPI 6.4 §5.2.9, Table 5.9
-  AcpiHeader header;            // 0
-  std::uint32_t firmware_ctrl;  // 36
-  std::uint32_t dsdt;           // 40
-  std::uint8_t reserved0;       // 44
-  std::uint8_t preferred_pm_profile;  // 45
-  std::uint16_t sci_int;        // 46
-  std::uint32_t smi_cmd;        // 48: 0 = always in ACPI mode
-  std::uint8_t acpi_enable;     // 52
-  std::uint8_t acpi_disable;    // 53
-  std::uint8_t s4bios_req;      // 54
-  std::uint8_t pstate_cnt;      // 55
-  std::uint32_t pm1a_evt_blk;   // 56
-  std::uint32_t pm1b_evt_blk;   // 60
-  std::uint32_t pm1a_cnt_blk;   // 64
-  std::uint32_t pm1b_cnt_blk;   // 68
-  std::uint32_t pm2_cnt_blk;    // 72
-  std::uint32_t pm_tmr_blk;     // 76: 0 = no PM timer (optional since ACPI 5.0A)
-  std::uint32_t gpe0_blk;       // 80
-  std::uint32_t gpe1_blk;       // 84
-  std::uint8_t pm1_evt_len;     // 88
-  std::uint8_t pm1_cnt_len;     // 89
+struct Fadt {                            // ACPI 6.4 §5.2.9, Table 5.9
+  AcpiHeader header;                     // 0
+  std::uint32_t firmware_ctrl;           // 36
+  std::uint32_t dsdt;                    // 40
+  std::uint8_t reserved0;                // 44
+  std::uint8_t preferred_pm_profile;     // 45
+  std::uint16_t sci_int;                 // 46
+  std::uint32_t smi_cmd;                 // 48: 0 = always in ACPI mode
+  std::uint8_t acpi_enable;              // 52
+  std::uint8_t acpi_disable;             // 53
+  std::uint8_t s4bios_req;               // 54
+  std::uint8_t pstate_cnt;               // 55
+  std::uint32_t pm1a_evt_blk;            // 56
+  std::uint32_t pm1b_evt_blk;            // 60
+  std::uint32_t pm1a_cnt_blk;            // 64
+  std::uint32_t pm1b_cnt_blk;            // 68
+  std::uint32_t pm2_cnt_blk;             // 72
+  std::uint32_t pm_tmr_blk;              // 76: 0 = no PM timer (optional since ACPI 5.0A)
+  std::uint32_t gpe0_blk;                // 80
+  std::uint32_t gpe1_blk;                // 84
+  std::uint8_t pm1_evt_len;              // 88
+  std::uint8_t pm1_cnt_len;              // 89
   std::uint8_t legacy_fields[109 - 90];  // 90..108: PM2_CNT_LEN .. CENTURY (unused)
-  std::uint16_t iapc_boot_arch; // 109
-  std::uint8_t reserved1;       // 111
-  std::uint32_t flags;          // 112
-  Gas reset_reg;                // 116
-  std::uint8_t reset_value;     // 128
-  std::uint16_t arm_boot_arch;  // 129
-  std::uint8_t minor_version;   // 131
-  std::uint64_t x_firmware_ctrl;  // 132
-  std::uint64_t x_dsdt;         // 140
-  Gas x_legacy_blocks[8];       // 148..243: X_PM1a_EVT_BLK .. X_GPE1_BLK (unused)
-  Gas sleep_control;            // 244
-  Gas sleep_status;             // 256
-  std::uint64_t hypervisor_vendor;  // 268
+  std::uint16_t iapc_boot_arch;          // 109
+  std::uint8_t reserved1;                // 111
+  std::uint32_t flags;                   // 112
+  Gas reset_reg;                         // 116
+  std::uint8_t reset_value;              // 128
+  std::uint16_t arm_boot_arch;           // 129
+  std::uint8_t minor_version;            // 131
+  std::uint64_t x_firmware_ctrl;         // 132
+  std::uint64_t x_dsdt;                  // 140
+  Gas x_legacy_blocks[8];                // 148..243: X_PM1a_EVT_BLK .. X_GPE1_BLK (unused)
+  Gas sleep_control;                     // 244
+  Gas sleep_status;                      // 256
+  std::uint64_t hypervisor_vendor;       // 268
 };
 static_assert(sizeof(Fadt) == 276);
 static_assert(offsetof(Fadt, pm1a_evt_blk) == 56);
@@ -91,23 +91,23 @@ static_assert(offsetof(Fadt, flags) == 112);
 static_assert(offsetof(Fadt, x_dsdt) == 140);
 static_assert(offsetof(Fadt, sleep_control) == 244);
 
-struct MadtHeader {             // ACPI 6.4 §5.2.12
-  AcpiHeader header;            // 0
+struct MadtHeader {                  // ACPI 6.4 §5.2.12
+  AcpiHeader header;                 // 0
   std::uint32_t local_apic_address;  // 36
-  std::uint32_t flags;          // 40: bit 0 PCAT_COMPAT (dual 8259s present)
+  std::uint32_t flags;               // 40: bit 0 PCAT_COMPAT (dual 8259s present)
 };
 static_assert(sizeof(MadtHeader) == 44);
 
-struct MadtLocalApic {          // ACPI 6.4 §5.2.12.2, type 0
+struct MadtLocalApic {  // ACPI 6.4 §5.2.12.2, type 0
   std::uint8_t type;
   std::uint8_t length;
   std::uint8_t processor_uid;
   std::uint8_t apic_id;
-  std::uint32_t flags;          // bit 0: enabled
+  std::uint32_t flags;  // bit 0: enabled
 };
 static_assert(sizeof(MadtLocalApic) == 8);
 
-struct MadtIoApic {             // ACPI 6.4 §5.2.12.3, type 1
+struct MadtIoApic {  // ACPI 6.4 §5.2.12.3, type 1
   std::uint8_t type;
   std::uint8_t length;
   std::uint8_t io_apic_id;
@@ -119,13 +119,13 @@ static_assert(sizeof(MadtIoApic) == 12);
 #pragma pack(pop)
 
 constexpr std::uint8_t kFadtRevision = 6;
-constexpr std::uint8_t kFadtMinorVersion = 4;              // ACPI 6.4
-constexpr std::uint32_t kFadtWbinvd = 1U << 0;             // WBINVD works
-constexpr std::uint32_t kFadtProcC1 = 1U << 2;             // C1 (HLT) on all processors
-constexpr std::uint32_t kFadtPowerButton = 1U << 4;        // PWR_BUTTON: no fixed power button
-constexpr std::uint32_t kFadtSleepButton = 1U << 5;        // SLP_BUTTON: no fixed sleep button
-constexpr std::uint16_t kBootArchNoVga = 1U << 2;          // IAPC_BOOT_ARCH: VGA not present
-constexpr std::uint16_t kBootArchNoCmosRtc = 1U << 5;      // IAPC_BOOT_ARCH: CMOS RTC not present
+constexpr std::uint8_t kFadtMinorVersion = 4;          // ACPI 6.4
+constexpr std::uint32_t kFadtWbinvd = 1U << 0;         // WBINVD works
+constexpr std::uint32_t kFadtProcC1 = 1U << 2;         // C1 (HLT) on all processors
+constexpr std::uint32_t kFadtPowerButton = 1U << 4;    // PWR_BUTTON: no fixed power button
+constexpr std::uint32_t kFadtSleepButton = 1U << 5;    // SLP_BUTTON: no fixed sleep button
+constexpr std::uint16_t kBootArchNoVga = 1U << 2;      // IAPC_BOOT_ARCH: VGA not present
+constexpr std::uint16_t kBootArchNoCmosRtc = 1U << 5;  // IAPC_BOOT_ARCH: CMOS RTC not present
 constexpr std::uint8_t kMadtRevision = 5;
 constexpr std::uint32_t kMadtPcatCompat = 1;
 constexpr std::uint8_t kMadtTypeLocalApic = 0;
@@ -233,7 +233,8 @@ std::vector<std::byte> build_acpi_tables(GuestAddress base, unsigned vcpus) {
     std::memcpy(madt.data() + at, &lapic, sizeof(lapic));
     at += sizeof(lapic);
   }
-  const MadtIoApic ioapic{kMadtTypeIoApic, sizeof(MadtIoApic), 0, 0, static_cast<std::uint32_t>(layout::kIoApic.value), 0};
+  const MadtIoApic ioapic{
+      kMadtTypeIoApic, sizeof(MadtIoApic), 0, 0, static_cast<std::uint32_t>(layout::kIoApic.value), 0};
   std::memcpy(madt.data() + at, &ioapic, sizeof(ioapic));
   const std::uint64_t madt_address = blob.append(madt);
 

@@ -38,19 +38,19 @@ static_assert(offsetof(SetupHeader, pref_address) == 0x258 - 0x1f1);
 static_assert(offsetof(SetupHeader, init_size) == 0x260 - 0x1f1);
 
 // Values defined by Documentation/x86/boot.rst.
-inline constexpr std::uint64_t kSetupHeaderOffset = 0x1f1;   // setup header's offset in the image
-inline constexpr std::uint16_t kBootFlagMagic = 0xaa55;      // boot_flag
-inline constexpr std::uint32_t kHeaderMagic = 0x53726448;    // header: "HdrS"
-inline constexpr std::uint16_t kMinProtocol = 0x020c;        // 2.12: first with xloadflags (64-bit entry)
-inline constexpr std::uint16_t kXlfKernel64 = 1U << 0;       // xloadflags: has the 64-bit entry at +0x200
-inline constexpr std::uint64_t kEntry64Offset = 0x200;       // 64-bit entry = load address + 0x200
-inline constexpr std::uint8_t kDefaultSetupSects = 4;        // setup_sects == 0 means 4
-inline constexpr std::uint64_t kSectorSize = 512;            // setup code is counted in 512-byte sectors
-inline constexpr std::uint8_t kLoaderUndefined = 0xff;       // type_of_loader: "undefined" boot loader
+inline constexpr std::uint64_t kSetupHeaderOffset = 0x1f1;           // setup header's offset in the image
+inline constexpr std::uint16_t kBootFlagMagic = 0xaa55;              // boot_flag
+inline constexpr std::uint32_t kHeaderMagic = 0x53726448;            // header: "HdrS"
+inline constexpr std::uint16_t kMinProtocol = 0x020c;                // 2.12: first with xloadflags (64-bit entry)
+inline constexpr std::uint16_t kXlfKernel64 = 1U << 0;               // xloadflags: has the 64-bit entry at +0x200
+inline constexpr std::uint64_t kEntry64Offset = 0x200;               // 64-bit entry = load address + 0x200
+inline constexpr std::uint8_t kDefaultSetupSects = 4;                // setup_sects == 0 means 4
+inline constexpr std::uint64_t kSectorSize = 512;                    // setup code is counted in 512-byte sectors
+inline constexpr std::uint8_t kLoaderUndefined = 0xff;               // type_of_loader: "undefined" boot loader
 inline constexpr std::uint32_t kDefaultKernelAlignment = 0x1000000;  // 16 MiB (vmlinux has no header)
 inline constexpr std::uint32_t kDefaultInitrdAddrMax = 0x7fffffff;   // for kernels without a header
 inline constexpr std::uint32_t kDefaultCmdlineSize = 2048;           // x86 COMMAND_LINE_SIZE
-inline constexpr std::uint32_t kE820Ram = 1;                 // e820 type: usable RAM
-inline constexpr std::uint32_t kE820Reserved = 2;            // e820 type: reserved
+inline constexpr std::uint32_t kE820Ram = 1;                         // e820 type: usable RAM
+inline constexpr std::uint32_t kE820Reserved = 2;                    // e820 type: reserved
 
 }  // namespace microvm::boot

@@ -22,7 +22,7 @@ static_assert(std::endian::native == std::endian::little);
 // Feature bits (§6 "Reserved Feature Bits").
 inline constexpr unsigned kFeatureIndirectDesc = 28;  // §2.7.5.3: descriptors may refer to indirect tables
 inline constexpr unsigned kFeatureEventIdx = 29;      // §2.7.7, §2.7.10: used_event / avail_event
-inline constexpr unsigned kFeatureVersion1 = 32;  // §6: compliant with virtio 1.x (not legacy)
+inline constexpr unsigned kFeatureVersion1 = 32;      // §6: compliant with virtio 1.x (not legacy)
 static_assert(kFeatureVersion1 == 32);
 
 // Descriptor flags (§2.7.5).

@@ -27,13 +27,11 @@ int run_start(const microvm::cli::StartOptions& options) {
   spdlog::info("guest stopped: {}", exit.detail);
   switch (exit.reason) {
     case microvm::vmm::StopReason::kPowerOff:
-    case microvm::vmm::StopReason::kReboot:
-      return 0;
+    case microvm::vmm::StopReason::kReboot: return 0;
     case microvm::vmm::StopReason::kSignal:
       fmt::print(stderr, "microvm: {}\n", exit.detail);
       return kExitSignalBase + exit.signal;
-    case microvm::vmm::StopReason::kError:
-      break;
+    case microvm::vmm::StopReason::kError: break;
   }
   fmt::print(stderr, "microvm: error: {}\n", exit.detail);
   return kExitFailure;

@@ -16,11 +16,16 @@ Result<std::uint64_t> parse_memory_size(std::string_view text) {
   std::string suffix(end, text.data() + text.size());
   std::transform(suffix.begin(), suffix.end(), suffix.begin(), [](unsigned char c) { return std::toupper(c); });
   unsigned shift = 0;
-  if (suffix.empty() || suffix == "M" || suffix == "MB" || suffix == "MIB") shift = 20;
-  else if (suffix == "G" || suffix == "GB" || suffix == "GIB") shift = 30;
-  else if (suffix == "K" || suffix == "KB" || suffix == "KIB") shift = 10;
-  else if (suffix == "T" || suffix == "TB" || suffix == "TIB") shift = 40;
-  else return fail("invalid memory size '{}': unknown suffix '{}' (use K, M, G or T)", text, suffix);
+  if (suffix.empty() || suffix == "M" || suffix == "MB" || suffix == "MIB")
+    shift = 20;
+  else if (suffix == "G" || suffix == "GB" || suffix == "GIB")
+    shift = 30;
+  else if (suffix == "K" || suffix == "KB" || suffix == "KIB")
+    shift = 10;
+  else if (suffix == "T" || suffix == "TB" || suffix == "TIB")
+    shift = 40;
+  else
+    return fail("invalid memory size '{}': unknown suffix '{}' (use K, M, G or T)", text, suffix);
   if (number > (UINT64_MAX >> shift)) return fail("memory size '{}' is too large", text);
   return number << shift;
 }
@@ -53,7 +58,8 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   } catch (const CLI::CallForAllHelp&) {
     return ParsedCommand{std::nullopt, HelpRequested{app.help("", CLI::AppFormatMode::All)}};
   } catch (const CLI::ParseError& e) {
-    if (start_cmd->parsed() && e.get_exit_code() == 0) return ParsedCommand{std::nullopt, HelpRequested{start_cmd->help()}};
+    if (start_cmd->parsed() && e.get_exit_code() == 0)
+      return ParsedCommand{std::nullopt, HelpRequested{start_cmd->help()}};
     return fail("{}; see 'microvm start --help'", e.what());
   }
   if (start_cmd->get_help_ptr() != nullptr && start_cmd->get_help_ptr()->count() > 0) {

@@ -13,9 +13,7 @@ struct Error {
   std::string message;
 
   // Prefixes the message with what was being done: "loading kernel: <message>".
-  [[nodiscard]] Error context(std::string_view what) const {
-    return Error{fmt::format("{}: {}", what, message)};
-  }
+  [[nodiscard]] Error context(std::string_view what) const { return Error{fmt::format("{}: {}", what, message)}; }
 };
 
 template <typename T = void>
@@ -32,25 +30,25 @@ std::string errno_text(int err);
 }  // namespace microvm
 
 // TRY(expr): evaluates a Result; returns its error from the enclosing function, else yields the value.
-#define TRY(...)                                                  \
-  ({                                                              \
-    auto&& try_result_ = (__VA_ARGS__);                           \
+#define TRY(...)                                                   \
+  ({                                                               \
+    auto&& try_result_ = (__VA_ARGS__);                            \
     if (!try_result_) return std::unexpected(try_result_.error()); \
-    std::move(*try_result_);                                      \
+    std::move(*try_result_);                                       \
   })
 
 // TRY_CONTEXT(what, expr): like TRY, but prefixes the error with `what` ("what: message").
 // (g++ 12's std::expected has no transform_error yet.)
-#define TRY_CONTEXT(what, ...)                                                      \
-  ({                                                                              \
-    auto&& try_result_ = (__VA_ARGS__);                                           \
-    if (!try_result_) return std::unexpected(try_result_.error().context(what));  \
-    std::move(*try_result_);                                                      \
+#define TRY_CONTEXT(what, ...)                                                   \
+  ({                                                                             \
+    auto&& try_result_ = (__VA_ARGS__);                                          \
+    if (!try_result_) return std::unexpected(try_result_.error().context(what)); \
+    std::move(*try_result_);                                                     \
   })
 
 // TRY_VOID(expr): the same for Result<void>.
-#define TRY_VOID(...)                                             \
-  do {                                                            \
-    auto&& try_result_ = (__VA_ARGS__);                           \
+#define TRY_VOID(...)                                              \
+  do {                                                             \
+    auto&& try_result_ = (__VA_ARGS__);                            \
     if (!try_result_) return std::unexpected(try_result_.error()); \
   } while (false)

@@ -14,12 +14,10 @@ Result<GuestMemory> GuestMemory::create(std::span<const MemoryRange> ranges) {
   std::uint64_t previous_end = 0;
   for (const MemoryRange& range : ranges) {
     if (range.size == 0 || range.start.value % page != 0 || range.size % page != 0) {
-      return fail("guest memory range {:#x}+{:#x} is empty or not page-aligned", range.start.value,
-                  range.size);
+      return fail("guest memory range {:#x}+{:#x} is empty or not page-aligned", range.start.value, range.size);
     }
     if (!range.start.checked_add(range.size) || (!regions.empty() && range.start.value < previous_end)) {
-      return fail("guest memory range {:#x}+{:#x} overlaps or is out of order", range.start.value,
-                  range.size);
+      return fail("guest memory range {:#x}+{:#x} overlaps or is out of order", range.start.value, range.size);
     }
     previous_end = range.end();
     regions.push_back(Region{range, TRY(Mapping::anonymous(range.size))});

@@ -58,14 +58,14 @@ class GuestMemory {
   [[nodiscard]] Result<void> write(GuestAddress addr, std::span<const std::byte> in) const;
 
   template <typename T>
-    requires std::is_trivially_copyable_v<T>
+  requires std::is_trivially_copyable_v<T>
   [[nodiscard]] Result<T> read_obj(GuestAddress addr) const {
     T value;
     TRY_VOID(read(addr, std::as_writable_bytes(std::span(&value, 1))));
     return value;
   }
   template <typename T>
-    requires std::is_trivially_copyable_v<T>
+  requires std::is_trivially_copyable_v<T>
   [[nodiscard]] Result<void> write_obj(GuestAddress addr, const T& value) const {
     return write(addr, std::as_bytes(std::span(&value, 1)));
   }

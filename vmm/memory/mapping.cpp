@@ -10,11 +10,12 @@
 
 namespace microvm {
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
 Result<Mapping> Mapping::anonymous(std::size_t size) {
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
     return fail("cannot reserve {} MiB of guest memory: {}", size >> 20, errno_text(errno));
   }
@@ -24,7 +25,7 @@ Result<Mapping> Mapping::anonymous(std::size_t size) {
 Result<Mapping> Mapping::file_read_only(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return fail("cannot open '{}': {}", path, errno_text(errno));
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return fail("cannot stat '{}': {}", path, errno_text(errno));
   if (!S_ISREG(st.st_mode)) return fail("'{}' is not a regular file", path);
   if (st.st_size == 0) return fail("'{}' is empty", path);
@@ -49,7 +50,9 @@ Mapping& Mapping::operator=(Mapping&& other) noexcept {
   return *this;
 }
 
-Mapping::~Mapping() { release(); }
+Mapping::~Mapping() {
+  release();
+}
 
 void Mapping::release() {
   if (data_ != nullptr) ::munmap(data_, size_);

@@ -10,18 +10,20 @@ namespace microvm::vmm {
 namespace {
 constexpr std::uint32_t kLeafVendor = 0x0;
 constexpr std::uint32_t kLeafFeatures = 0x1;
-constexpr std::uint32_t kLeafCacheParameters = 0x4;      // Intel deterministic cache parameters
-constexpr std::uint32_t kLeafTopology = 0xb;             // extended topology
+constexpr std::uint32_t kLeafCacheParameters = 0x4;  // Intel deterministic cache parameters
+constexpr std::uint32_t kLeafTopology = 0xb;         // extended topology
 constexpr std::uint32_t kLeafTopologyV2 = 0x1f;
 constexpr std::uint32_t kLeafAmdSizeIdentifiers = 0x80000008;
 constexpr std::uint32_t kLeafAmdTopology = 0x8000001e;
-constexpr std::uint32_t kEcxHypervisor = 1U << 31;       // leaf 1 ECX: running under a hypervisor
-constexpr std::uint32_t kEdxHtt = 1U << 28;              // leaf 1 EDX: EBX[23:16] is valid
-constexpr std::uint32_t kEcxTscDeadline = 1U << 24;      // leaf 1 ECX: TSC-deadline LAPIC timer mode
-constexpr std::uint32_t kTopologyLevelSmt = 1;           // leaf 0xb ECX[15:8] level types
+constexpr std::uint32_t kEcxHypervisor = 1U << 31;   // leaf 1 ECX: running under a hypervisor
+constexpr std::uint32_t kEdxHtt = 1U << 28;          // leaf 1 EDX: EBX[23:16] is valid
+constexpr std::uint32_t kEcxTscDeadline = 1U << 24;  // leaf 1 ECX: TSC-deadline LAPIC timer mode
+constexpr std::uint32_t kTopologyLevelSmt = 1;       // leaf 0xb ECX[15:8] level types
 constexpr std::uint32_t kTopologyLevelCore = 2;
 
-unsigned bits_for(unsigned count) { return count <= 1 ? 0 : static_cast<unsigned>(std::bit_width(count - 1)); }
+unsigned bits_for(unsigned count) {
+  return count <= 1 ? 0 : static_cast<unsigned>(std::bit_width(count - 1));
+}
 
 bool is_amd(const std::vector<kvm_cpuid_entry2>& entries) {
   for (const auto& e : entries) {
@@ -48,7 +50,10 @@ std::vector<kvm_cpuid_entry2> vcpu_cpuid(std::vector<kvm_cpuid_entry2> entries, 
         e.ebx = (e.ebx & 0x0000ffff) | (apic_id << 24) | (std::min(vcpu_count, 255U) << 16);
         e.ecx |= kEcxHypervisor;
         if (options.tsc_deadline_timer) e.ecx |= kEcxTscDeadline;
-        if (vcpu_count > 1) e.edx |= kEdxHtt; else e.edx &= ~kEdxHtt;
+        if (vcpu_count > 1)
+          e.edx |= kEdxHtt;
+        else
+          e.edx &= ~kEdxHtt;
         break;
       case kLeafCacheParameters: {
         // EAX[31:26]: cores per package - 1; EAX[25:14]: logical CPUs sharing this cache - 1.
@@ -60,15 +65,15 @@ std::vector<kvm_cpuid_entry2> vcpu_cpuid(std::vector<kvm_cpuid_entry2> entries, 
       case kLeafTopology:
       case kLeafTopologyV2:
         e.edx = apic_id;
-        if (e.index == 0) {          // SMT level: one thread per core
+        if (e.index == 0) {  // SMT level: one thread per core
           e.eax = 0;
           e.ebx = 1;
           e.ecx = (kTopologyLevelSmt << 8) | e.index;
-        } else if (e.index == 1) {   // core level: all vCPUs in one package
+        } else if (e.index == 1) {  // core level: all vCPUs in one package
           e.eax = core_bits;
           e.ebx = vcpu_count;
           e.ecx = (kTopologyLevelCore << 8) | e.index;
-        } else {                     // no further levels
+        } else {  // no further levels
           e.eax = 0;
           e.ebx = 0;
           e.ecx = e.index;
@@ -79,13 +84,12 @@ std::vector<kvm_cpuid_entry2> vcpu_cpuid(std::vector<kvm_cpuid_entry2> entries, 
         break;
       case kLeafAmdTopology:
         if (amd) {
-          e.eax = apic_id;           // extended APIC ID
-          e.ebx = apic_id & 0xff;    // core ID; threads per core - 1 = 0
-          e.ecx = 0;                 // one node
+          e.eax = apic_id;         // extended APIC ID
+          e.ebx = apic_id & 0xff;  // core ID; threads per core - 1 = 0
+          e.ecx = 0;               // one node
         }
         break;
-      default:
-        break;
+      default: break;
     }
   }
   return entries;

@@ -18,6 +18,7 @@ struct CpuidOptions {
   bool tsc_deadline_timer = false;
 };
 
-[[nodiscard]] std::vector<kvm_cpuid_entry2> vcpu_cpuid(std::vector<kvm_cpuid_entry2> supported, const CpuidOptions& options);
+[[nodiscard]] std::vector<kvm_cpuid_entry2> vcpu_cpuid(std::vector<kvm_cpuid_entry2> supported,
+                                                       const CpuidOptions& options);
 
 }  // namespace microvm::vmm

@@ -13,7 +13,7 @@ constexpr std::uint32_t kMsrSysenterCs = 0x174;
 constexpr std::uint32_t kMsrSysenterEsp = 0x175;
 constexpr std::uint32_t kMsrSysenterEip = 0x176;
 constexpr std::uint32_t kMsrMiscEnable = 0x1a0;
-constexpr std::uint64_t kMiscEnableFastString = 1;   // IA32_MISC_ENABLE bit 0
+constexpr std::uint64_t kMiscEnableFastString = 1;  // IA32_MISC_ENABLE bit 0
 constexpr std::uint32_t kMsrMtrrDefType = 0x2ff;
 constexpr std::uint64_t kMtrrEnableWriteBack = (1U << 11) | 6;  // MTRRs on, default type WB
 constexpr std::uint32_t kMsrStar = 0xc0000081;
@@ -31,8 +31,8 @@ constexpr std::uint64_t kEferLme = 1ULL << 8;
 constexpr std::uint64_t kEferLma = 1ULL << 10;
 constexpr std::uint64_t kRflagsReserved = 1ULL << 1;  // bit 1 is always set
 
-constexpr std::uint16_t kFpuControlWord = 0x37f;      // x87 default after FNINIT
-constexpr std::uint32_t kMxcsrDefault = 0x1f80;       // all SSE exceptions masked
+constexpr std::uint16_t kFpuControlWord = 0x37f;  // x87 default after FNINIT
+constexpr std::uint32_t kMxcsrDefault = 0x1f80;   // all SSE exceptions masked
 
 // Local APIC registers (Intel SDM vol. 3, 10.5.1): LVT LINT0/LINT1 and their delivery mode field.
 constexpr std::size_t kApicLvtLint0 = 0x350;
@@ -46,7 +46,9 @@ std::uint32_t lapic_get(const kvm_lapic_state& s, std::size_t reg) {
   std::memcpy(&v, s.regs + reg, sizeof(v));
   return v;
 }
-void lapic_set(kvm_lapic_state& s, std::size_t reg, std::uint32_t v) { std::memcpy(s.regs + reg, &v, sizeof(v)); }
+void lapic_set(kvm_lapic_state& s, std::size_t reg, std::uint32_t v) {
+  std::memcpy(s.regs + reg, &v, sizeof(v));
+}
 }  // namespace
 
 kvm_segment to_kvm_segment(const boot::Segment& s) {
@@ -71,10 +73,17 @@ Result<void> setup_vcpu_platform(const Vcpu& vcpu, const std::vector<kvm_cpuid_e
   TRY_VOID(vcpu.set_cpuid(vcpu_cpuid(supported, {vcpu.id(), vcpu_count, tsc_deadline_timer})));
 
   const kvm_msr_entry msrs[] = {
-      {kMsrSysenterCs, 0, 0},   {kMsrSysenterEsp, 0, 0}, {kMsrSysenterEip, 0, 0},
-      {kMsrStar, 0, 0},         {kMsrCstar, 0, 0},       {kMsrKernelGsBase, 0, 0},
-      {kMsrSyscallMask, 0, 0},  {kMsrLstar, 0, 0},       {kMsrTsc, 0, 0},
-      {kMsrMiscEnable, 0, kMiscEnableFastString},        {kMsrMtrrDefType, 0, kMtrrEnableWriteBack},
+      {kMsrSysenterCs, 0, 0},
+      {kMsrSysenterEsp, 0, 0},
+      {kMsrSysenterEip, 0, 0},
+      {kMsrStar, 0, 0},
+      {kMsrCstar, 0, 0},
+      {kMsrKernelGsBase, 0, 0},
+      {kMsrSyscallMask, 0, 0},
+      {kMsrLstar, 0, 0},
+      {kMsrTsc, 0, 0},
+      {kMsrMiscEnable, 0, kMiscEnableFastString},
+      {kMsrMtrrDefType, 0, kMtrrEnableWriteBack},
   };
   TRY_VOID(vcpu.set_msrs(msrs));
 
