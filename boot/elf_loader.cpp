@@ -64,15 +64,13 @@ Result<LoadedKernel> load_elf(const GuestMemory& memory, std::span<const std::by
   }
   if (loads.empty()) return fail("malformed ELF: no loadable (PT_LOAD) segments");
 
-  std::uint64_t low = UINT64_MAX;
   std::uint64_t high = 0;
+  bool entry_loaded = false;
   for (const Elf64_Phdr& phdr : loads) {
-    low = std::min(low, phdr.p_paddr);
     high = std::max(high, phdr.p_paddr + phdr.p_memsz);  // no wrap: contains() checked the range
+    entry_loaded |= ehdr.e_entry >= phdr.p_paddr && ehdr.e_entry - phdr.p_paddr < phdr.p_memsz;
   }
-  if (ehdr.e_entry < low || ehdr.e_entry >= high) {
-    return fail("malformed ELF: entry point {:#x} is outside the loaded segments", ehdr.e_entry);
-  }
+  if (!entry_loaded) return fail("malformed ELF: entry point {:#x} is outside the loaded segments", ehdr.e_entry);
   // Only a fully valid image touches guest memory.
   for (const Elf64_Phdr& phdr : loads) {
     auto dest = TRY(memory.slice(GuestAddress(phdr.p_paddr), phdr.p_memsz));

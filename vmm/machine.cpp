@@ -101,14 +101,17 @@ Machine::Machine(Key, const MachineConfig& config, Kvm kvm, Vm vm, GuestMemory m
       i8042_([this] { stop(StopReason::kReboot, "the guest reset the machine (i8042)"); }),
       acpi_pm_([this] { stop(StopReason::kPowerOff, "the guest powered off (ACPI S5)"); }) {}
 
-Machine::~Machine() {
+Machine::~Machine() { join_vcpus(); }
+
+void Machine::join_vcpus() {
+  stopping_.store(true);
+  // immediate_exit covers a thread about to enter KVM_RUN; the signal, one already inside it.
   for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(true);
   for (std::thread& t : threads_) {
-    if (t.joinable()) {
-      ::pthread_kill(t.native_handle(), kick_signal());
-      t.join();
-    }
+    ::pthread_kill(t.native_handle(), kick_signal());
+    t.join();
   }
+  threads_.clear();
 }
 
 Result<void> Machine::build(const boot::LinuxBootInfo& boot_info) {
@@ -310,12 +313,7 @@ MachineExit Machine::run() {
   input.reset();
   if (input_flags >= 0) ::fcntl(config_.console_input, F_SETFL, input_flags);
 
-  for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(true);
-  for (std::thread& t : threads_) {
-    ::pthread_kill(t.native_handle(), kick_signal());
-    t.join();
-  }
-  threads_.clear();
+  join_vcpus();
   std::lock_guard lock(exit_mutex_);
   return exit_.value_or(MachineExit{StopReason::kError, "the VM stopped for no recorded reason"});
 }

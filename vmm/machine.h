@@ -69,6 +69,7 @@ class Machine {
  private:
   Result<void> build(const boot::LinuxBootInfo& boot_info);
   void vcpu_loop(Vcpu& vcpu);
+  void join_vcpus();  // stops and joins every vCPU thread (idempotent)
   void handle_io_in(std::uint16_t port, std::span<std::uint8_t> data, std::uint32_t count);
   void handle_io_out(std::uint16_t port, std::span<const std::uint8_t> data, std::uint32_t count);
   void note_unclaimed(const char* access, std::uint64_t port);

@@ -124,7 +124,8 @@ TEST_F(BzImageLoader, RejectsPreferredAddressBeyondMemory) {
 }
 
 TEST_F(BzImageLoader, RejectsDecompressionAreaThatWrapsAround) {
-  EXPECT_FALSE(load(BzImageSpec{.pref_address = UINT64_MAX - 0xfff, .init_size = 0x2000}).has_value());
+  EXPECT_ERROR_CONTAINS(load(BzImageSpec{.pref_address = UINT64_MAX - 0xfff, .init_size = 0x2000}), "wraps");
+  EXPECT_TRUE(load_area_untouched());
 }
 
 TEST(LoadKernel, DetectsBzImage) {

@@ -176,6 +176,14 @@ TEST_F(ElfLoader, BadEntryPointLeavesMemoryUntouched) {
   EXPECT_TRUE(untouched(kLoad, 0x100));
 }
 
+TEST_F(ElfLoader, RejectsEntryBetweenSegments) {
+  const auto image = test::make_elf(
+      {ElfSegment{PT_LOAD, kLoad, test::pattern(0x100), 0}, ElfSegment{PT_LOAD, 2 * kMiB, test::pattern(0x100), 0}},
+      kLoad + kMiB / 2);  // in neither segment
+  EXPECT_ERROR_CONTAINS(load(image), "entry point");
+  EXPECT_TRUE(untouched(kLoad, 0x100));
+}
+
 TEST_F(ElfLoader, LoadKernelDetectsElf) {
   auto kernel = load_kernel(memory_, test::make_simple_elf());
   ASSERT_TRUE(kernel.has_value()) << kernel.error().message;

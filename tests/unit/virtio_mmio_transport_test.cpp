@@ -175,7 +175,8 @@ TEST_F(MmioTransportTest, FailedActivationSetsDeviceNeedsResetAndInterrupts) {
   device_.fail_activation = true;
   bring_up();
   EXPECT_NE(read32(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0u);
-  EXPECT_EQ(read32(VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG, static_cast<std::uint32_t>(VIRTIO_MMIO_INT_CONFIG));
+  EXPECT_EQ(read32(VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG,
+            static_cast<std::uint32_t>(VIRTIO_MMIO_INT_CONFIG));
   EXPECT_TRUE(line_.level);
 }
 
