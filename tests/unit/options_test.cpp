@@ -123,6 +123,10 @@ TEST(CommandLine, MissingKernelIsAnError) {
   EXPECT_ERROR_CONTAINS(parse({"start"}), "--kernel");
 }
 
+TEST(CommandLine, UnknownCommandIsNamed) {
+  EXPECT_ERROR_CONTAINS(parse({"bogus", "--kernel", "k"}), "unknown command 'bogus'");
+}
+
 TEST(CommandLine, NonNumericCpusIsAnError) {
   EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--cpus", "four"}), "--cpus");
   EXPECT_FALSE(parse({"start", "--kernel", "k", "--cpus", "-1"}).has_value());

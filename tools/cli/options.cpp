@@ -49,6 +49,9 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   start_cmd->add_option("--memory", memory, "Guest memory, e.g. 256M or 1G")->default_str("128M");
   start_cmd->add_flag("--verbose,-v", start.verbose, "Log VMM diagnostics to stderr");
 
+  if (!args.empty() && !args[0].starts_with('-') && args[0] != start_cmd->get_name()) {
+    return fail("unknown command '{}'; see 'microvm --help'", args[0]);
+  }
   // CLI11 wants argv order reversed in a vector.
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
