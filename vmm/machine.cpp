@@ -78,8 +78,8 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
   const boot::LinuxBootInfo boot_info = TRY_CONTEXT(config.kernel_path, boot::setup_linux_boot(memory, boot_config));
 
   Kvm kvm = TRY(Kvm::open());
-  if (config.vcpus > kvm.max_vcpus()) {
-    return fail("--cpus {} is out of range: this host's KVM supports at most {}", config.vcpus, kvm.max_vcpus());
+  if (const unsigned max_vcpus = kvm.max_vcpus(); config.vcpus > max_vcpus) {
+    return fail("--cpus {} is out of range: this host's KVM supports at most {}", config.vcpus, max_vcpus);
   }
   spdlog::debug("{} kernel {} loaded, entry {:#x}; initrd {} bytes at {:#x}; {} MiB, {} vCPU(s); command line: {}",
                 boot_info.format == boot::KernelFormat::kElf ? "ELF" : "bzImage", config.kernel_path, boot_info.cpu.rip,
@@ -101,7 +101,9 @@ Machine::Machine(Key, const MachineConfig& config, Kvm kvm, Vm vm, GuestMemory m
       i8042_([this] { stop(StopReason::kReboot, "the guest reset the machine (i8042)"); }),
       acpi_pm_([this] { stop(StopReason::kPowerOff, "the guest powered off (ACPI S5)"); }) {}
 
-Machine::~Machine() { join_vcpus(); }
+Machine::~Machine() {
+  join_vcpus();
+}
 
 void Machine::join_vcpus() {
   stopping_.store(true);

@@ -25,11 +25,6 @@ MmioTransport::MmioTransport(VirtioDevice& device, const GuestMemory& memory, In
       queues_(device.queue_count()),
       queue_configs_(device.queue_count()) {}
 
-std::uint32_t MmioTransport::status() const {
-  std::lock_guard lock(mutex_);
-  return status_;
-}
-
 void MmioTransport::read(std::uint64_t offset, std::span<std::uint8_t> data) {
   if (offset >= VIRTIO_MMIO_CONFIG) {
     device_.read_config(offset - VIRTIO_MMIO_CONFIG, data);

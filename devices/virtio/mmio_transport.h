@@ -28,8 +28,6 @@ class MmioTransport final : public BusDevice, private Interrupt {
   void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
   void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
 
-  [[nodiscard]] std::uint32_t status() const;
-
  private:
   struct QueueConfig {  // what the driver wrote, applied to the Queue when it sets QueueReady
     std::uint16_t size = 0;
@@ -52,8 +50,8 @@ class MmioTransport final : public BusDevice, private Interrupt {
   VirtioDevice& device_;
   const GuestMemory& memory_;
   InterruptLine& irq_;
-  mutable std::mutex mutex_;            // registers and queue configuration
-  mutable std::mutex interrupt_mutex_;  // interrupt status and the line; taken after mutex_, never before
+  mutable std::mutex mutex_;    // registers and queue configuration
+  std::mutex interrupt_mutex_;  // interrupt status and the line; taken after mutex_, never before
   std::vector<Queue> queues_;
   std::vector<QueueConfig> queue_configs_;
   std::uint32_t status_ = 0;
