@@ -50,7 +50,7 @@ class MmioTransport final : public BusDevice, private Interrupt {
   VirtioDevice& device_;
   const GuestMemory& memory_;
   InterruptLine& irq_;
-  mutable std::mutex mutex_;    // registers and queue configuration
+  std::mutex mutex_;            // registers and queue configuration
   std::mutex interrupt_mutex_;  // interrupt status and the line; taken after mutex_, never before
   std::vector<Queue> queues_;
   std::vector<QueueConfig> queue_configs_;
