@@ -47,17 +47,21 @@ void MmioTransport::write(std::uint64_t offset, std::span<const std::uint8_t> da
   std::uint32_t value;
   std::memcpy(&value, data.data(), sizeof(value));
   if (offset == VIRTIO_MMIO_QUEUE_NOTIFY) {
-    // Outside the lock: the device may signal used buffers right away.
-    bool deliver;
-    {
-      std::lock_guard lock(mutex_);
-      deliver = activated_ && value < queues_.size();
-    }
-    if (deliver) device_.notify(static_cast<std::uint16_t>(value));
+    queue_notify(value);
     return;
   }
   std::lock_guard lock(mutex_);
   write_register(offset, value);
+}
+
+void MmioTransport::queue_notify(std::uint32_t queue) {
+  // The device runs outside the register lock: it may signal used buffers right away.
+  bool deliver;
+  {
+    std::lock_guard lock(mutex_);
+    deliver = activated_ && !device_failed_ && queue < queues_.size();
+  }
+  if (deliver) device_.notify(static_cast<std::uint16_t>(queue));
 }
 
 MmioTransport::QueueConfig* MmioTransport::selected_queue() {
@@ -81,7 +85,7 @@ std::uint32_t MmioTransport::read_register(std::uint64_t offset) {
       std::lock_guard irq_lock(interrupt_mutex_);
       return interrupt_status_;
     }
-    case VIRTIO_MMIO_STATUS: return status_;
+    case VIRTIO_MMIO_STATUS: return status_ | (device_failed_ ? VIRTIO_CONFIG_S_NEEDS_RESET : 0);
     case VIRTIO_MMIO_CONFIG_GENERATION: {
       std::lock_guard irq_lock(interrupt_mutex_);
       return config_generation_;
@@ -184,6 +188,7 @@ void MmioTransport::write_status(std::uint32_t value) {
 void MmioTransport::reset_locked() {
   if (activated_) device_.reset();
   activated_ = false;
+  device_failed_ = false;
   for (Queue& q : queues_) q.reset();
   queue_configs_.assign(queue_configs_.size(), QueueConfig{});
   status_ = 0;
@@ -212,6 +217,14 @@ void MmioTransport::signal_config_change() {
     ++config_generation_;
   }
   raise(VIRTIO_MMIO_INT_CONFIG);
+}
+
+void MmioTransport::signal_device_error(const Error& error) {
+  // Called by the device, possibly with its own lock held: so no register lock here (a vCPU may hold
+  // it while resetting the device). The status register reports the flag until the next reset.
+  if (device_failed_.exchange(true)) return;
+  spdlog::warn("virtio device {} needs reset: {}", device_.device_id(), error.message);
+  signal_config_change();
 }
 
 void MmioTransport::raise(std::uint32_t bits) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <vector>
@@ -28,6 +29,12 @@ class MmioTransport final : public BusDevice, private Interrupt {
   void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
   void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
 
+  // The driver notified `queue` (a QueueNotify write, or its ioeventfd firing on the event loop).
+  // Ignored unless the device is live (DRIVER_OK, not failed) and the queue exists.
+  void queue_notify(std::uint32_t queue);
+  // Where a QueueNotify write lands in the window (for ioeventfd registration: §4.2.2 QueueNotify).
+  static constexpr std::uint64_t kQueueNotifyOffset = 0x50;
+
  private:
   struct QueueConfig {  // what the driver wrote, applied to the Queue when it sets QueueReady
     std::uint16_t size = 0;
@@ -45,6 +52,7 @@ class MmioTransport final : public BusDevice, private Interrupt {
   // Interrupt
   void signal_used_buffers() override;
   void signal_config_change() override;
+  void signal_device_error(const Error& error) override;
   void raise(std::uint32_t bits);
 
   VirtioDevice& device_;
@@ -62,6 +70,7 @@ class MmioTransport final : public BusDevice, private Interrupt {
   std::uint32_t interrupt_status_ = 0;   // under interrupt_mutex_
   std::uint32_t config_generation_ = 0;  // under interrupt_mutex_
   bool activated_ = false;
+  std::atomic<bool> device_failed_{false};  // signal_device_error() since the last reset
 };
 
 }  // namespace microvm::devices::virtio

@@ -1,5 +1,11 @@
 // What a virtio device (virtio 1.2 §5: blk, net, console, ...) offers its transport. The device
 // knows its queues' contents, never the transport's registers or how interrupts are delivered.
+//
+// Threads: read_config, write_config, activate and reset arrive on vCPU threads (activate and reset
+// with the transport's register lock held); notify arrives on the VMM's event loop (or on a vCPU
+// thread when no ioeventfd is wired, as in unit tests), without the transport's lock. A device
+// guards its own state with its own mutex and calls back only into Interrupt, which is safe from
+// any thread and with the device's lock held.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +24,10 @@ class Interrupt {
   virtual ~Interrupt() = default;
   virtual void signal_used_buffers() = 0;   // §2.7.10 "used buffer notification"
   virtual void signal_config_change() = 0;  // §2.4.2 "configuration change notification"
+  // The driver broke the device's contract (a bad descriptor chain, say) and the device stopped
+  // using its queues: the transport logs `error` once, sets DEVICE_NEEDS_RESET (§2.1.2) and sends a
+  // configuration change notification. The device stays stopped until reset().
+  virtual void signal_device_error(const Error& error) = 0;
 };
 
 class VirtioDevice {

@@ -210,6 +210,24 @@ TEST_F(MmioTransportTest, ConfigChangeBumpsTheGeneration) {
   EXPECT_NE(read32(VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG, 0u);
 }
 
+TEST_F(MmioTransportTest, DeviceErrorSetsNeedsResetUntilTheDriverResets) {
+  bring_up();
+  const std::uint32_t generation = read32(VIRTIO_MMIO_CONFIG_GENERATION);
+  device_.interrupt->signal_device_error(Error{"bad chain"});
+  device_.interrupt->signal_device_error(Error{"another"});  // reported once
+  EXPECT_NE(read32(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0u);
+  EXPECT_EQ(read32(VIRTIO_MMIO_CONFIG_GENERATION), generation + 1);
+  EXPECT_NE(read32(VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG, 0u);
+  EXPECT_TRUE(line_.level);
+  write32(VIRTIO_MMIO_QUEUE_NOTIFY, 0);  // a failed device gets no more notifications
+  EXPECT_TRUE(device_.notified.empty());
+  write32(VIRTIO_MMIO_STATUS, 0);
+  EXPECT_EQ(read32(VIRTIO_MMIO_STATUS), 0u);
+  bring_up();
+  transport_.queue_notify(1);  // the ioeventfd path
+  EXPECT_EQ(device_.notified, std::vector<std::uint16_t>{1});
+}
+
 TEST_F(MmioTransportTest, WritingStatusZeroResetsEverything) {
   bring_up();
   device_.interrupt->signal_used_buffers();
