@@ -96,8 +96,11 @@ std::uint32_t MmioTransport::read_register(std::uint64_t offset) {
 
 void MmioTransport::write_register(std::uint64_t offset, std::uint32_t value) {
   QueueConfig* queue = selected_queue();
-  // Queue registers only change while that queue is not live (§4.2.3.2).
-  const bool queue_writable = queue != nullptr && !queue->ready && (status_ & VIRTIO_CONFIG_S_DRIVER_OK) == 0;
+  // Queue registers only change while that queue is not live (§4.2.3.2). The device is live from
+  // activation to reset, even when a driver clears DRIVER_OK in between: the device (on another
+  // thread) still uses its Queues then.
+  const bool queues_live = activated_ || (status_ & VIRTIO_CONFIG_S_DRIVER_OK) != 0;
+  const bool queue_writable = queue != nullptr && !queue->ready && !queues_live;
   switch (offset) {
     case VIRTIO_MMIO_DEVICE_FEATURES_SEL: device_features_select_ = value; break;
     case VIRTIO_MMIO_DRIVER_FEATURES:
@@ -126,7 +129,7 @@ void MmioTransport::write_register(std::uint64_t offset, std::uint32_t value) {
         queue->device_area = set_half(queue->device_area, offset == VIRTIO_MMIO_QUEUE_USED_HIGH, value);
       break;
     case VIRTIO_MMIO_QUEUE_READY:
-      if (queue == nullptr || (status_ & VIRTIO_CONFIG_S_DRIVER_OK) != 0) break;
+      if (queue == nullptr || queues_live) break;
       queue->ready = value == 1;
       {
         Queue& q = queues_[queue_select_];

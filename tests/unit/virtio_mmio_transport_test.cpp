@@ -33,6 +33,7 @@ class FakeDevice final : public VirtioDevice {
     ready_queues = 0;
     for (const Queue& q : queues) ready_queues += q.ready() ? 1 : 0;
     interrupt = &irq;
+    active_queues = queues;
     if (fail_activation) return fail("refused");
     return {};
   }
@@ -48,6 +49,7 @@ class FakeDevice final : public VirtioDevice {
   bool fail_activation = false;
   std::vector<std::uint16_t> notified;
   Interrupt* interrupt = nullptr;
+  std::span<Queue> active_queues;  // the transport's queues, as activate() gave them
 };
 
 class RecordingLine final : public InterruptLine {
@@ -247,6 +249,24 @@ TEST_F(MmioTransportTest, QueueRegistersAreFrozenOnceTheDeviceIsLive) {
   write32(VIRTIO_MMIO_QUEUE_SEL, 0);
   write32(VIRTIO_MMIO_QUEUE_READY, 0);  // after DRIVER_OK: ignored
   EXPECT_EQ(read32(VIRTIO_MMIO_QUEUE_READY), 1u);
+}
+
+TEST_F(MmioTransportTest, QueuesStayFrozenWhenTheDriverClearsDriverOk) {
+  bring_up();
+  // A driver must not clear status bits (§2.1.2). One that does still has an activated device
+  // using its queues (on another thread): they must not be reset or replaced under it.
+  write32(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK);
+  write32(VIRTIO_MMIO_QUEUE_SEL, 0);
+  write32(VIRTIO_MMIO_QUEUE_READY, 0);
+  EXPECT_EQ(read32(VIRTIO_MMIO_QUEUE_READY), 1u);
+  write32(VIRTIO_MMIO_QUEUE_NUM, 0);
+  write32(VIRTIO_MMIO_QUEUE_READY, 1);
+  ASSERT_EQ(device_.active_queues.size(), 2u);
+  EXPECT_TRUE(device_.active_queues[0].ready());
+  EXPECT_EQ(device_.active_queues[0].size(), 128);
+  EXPECT_EQ(device_.active_queues[0].descriptor_table(), GuestAddress(0x10000));
+  EXPECT_EQ(read32(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0u);
+  EXPECT_EQ(device_.resets, 0);
 }
 
 TEST_F(MmioTransportTest, ConfigSpacePassesThroughAtAnyWidth) {

@@ -1,10 +1,12 @@
 // A driver-side mock of a split virtqueue (virtio 1.2 §2.7.13, §2.7.14) in fake guest memory: it
 // lays out the three parts, writes descriptors (directly or through an indirect table), publishes
 // the avail idx and reads the used ring back, so tests can drive devices::virtio::Queue from the
-// driver's side. Raw setters let tests write whatever a hostile driver would.
+// driver's side. Raw setters let tests write whatever a hostile driver would. Several drivers can
+// share one guest memory (one per queue of a multi-queue device), each laid out `base` bytes higher.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <stdexcept>
 #include <utility>
@@ -23,6 +25,7 @@ class MockVirtqDriver {
   static constexpr GuestAddress kUsedRing{0x4000};
   static constexpr GuestAddress kIndirectTables{0x8000};  // indirect tables are carved from here
   static constexpr GuestAddress kBuffers{0x10000};        // data buffers are carved from here
+  // (The addresses above are those of a driver at base 0; one at `base` has each of them `base` higher.)
 
   struct Buffer {
     std::uint32_t len = 0;
@@ -30,34 +33,50 @@ class MockVirtqDriver {
   };
 
   explicit MockVirtqDriver(std::uint16_t size, std::uint64_t memory_size = kMemorySize)
-      : size_(size), memory_(create_memory(memory_size)) {}
+      : size_(size), memory_(std::make_shared<const GuestMemory>(create_memory(memory_size))) {}
+  // Another queue in `other`'s guest memory, with its rings, tables and buffers in [base, base + kMemorySize).
+  MockVirtqDriver(std::uint16_t size, const MockVirtqDriver& other, std::uint64_t base)
+      : size_(size),
+        memory_(other.memory_),
+        base_(base),
+        next_buffer_(base + kBuffers.value),
+        next_indirect_(base + kIndirectTables.value) {
+    if (!memory_->contains(GuestAddress(base), kMemorySize)) {
+      throw std::runtime_error("mock driver: the shared guest memory has no room at the base");
+    }
+  }
 
-  [[nodiscard]] const GuestMemory& memory() const { return memory_; }
+  [[nodiscard]] const GuestMemory& memory() const { return *memory_; }
   [[nodiscard]] std::uint16_t size() const { return size_; }
+  [[nodiscard]] GuestAddress desc_table() const { return at(kDescTable); }
+  [[nodiscard]] GuestAddress avail_ring() const { return at(kAvailRing); }
+  [[nodiscard]] GuestAddress used_ring() const { return at(kUsedRing); }
 
   // Points `queue` at this driver's rings with its size, negotiated features, and sets it ready.
   void configure(devices::virtio::Queue& queue, bool event_idx = false, bool indirect = true) const {
     queue.set_size(size_);
-    queue.set_descriptor_table(kDescTable);
-    queue.set_driver_area(kAvailRing);
-    queue.set_device_area(kUsedRing);
+    queue.set_descriptor_table(desc_table());
+    queue.set_driver_area(avail_ring());
+    queue.set_device_area(used_ring());
     queue.set_event_idx(event_idx);
     queue.set_indirect(indirect);
     queue.set_ready(true);
   }
 
   // A buffer in guest memory, 16-byte aligned; the area is reused round-robin once the first MiB is used up.
-  GuestAddress alloc_buffer(std::uint32_t len) { return bump(next_buffer_, len, kBuffers.value, kMemorySize); }
+  GuestAddress alloc_buffer(std::uint32_t len) {
+    return bump(next_buffer_, len, base_ + kBuffers.value, base_ + kMemorySize);
+  }
 
   // Raw descriptor writes, for chains a well-behaved driver would never build.
   void write_desc(std::uint16_t index, const devices::virtio::VirtqDesc& desc) {
-    write(GuestAddress(kDescTable.value + 16ULL * index), desc);
+    write(GuestAddress(desc_table().value + 16ULL * index), desc);
   }
   void write_table_desc(GuestAddress table, std::uint16_t index, const devices::virtio::VirtqDesc& desc) {
     write(GuestAddress(table.value + 16ULL * index), desc);
   }
   GuestAddress alloc_indirect_table(std::uint32_t entries) {
-    return bump(next_indirect_, 16ULL * entries, kIndirectTables.value, kBuffers.value);
+    return bump(next_indirect_, 16ULL * entries, base_ + kIndirectTables.value, base_ + kBuffers.value);
   }
 
   // Builds a chain in free descriptor slots (one per buffer), offers it and returns the head.
@@ -93,44 +112,46 @@ class MockVirtqDriver {
 
   // Puts `head` in the next avail ring entry and publishes the new avail idx (§2.7.13).
   void offer(std::uint16_t head) {
-    write(GuestAddress(kAvailRing.value + 4 + 2ULL * (avail_idx_ % size_)), head);
+    write(GuestAddress(avail_ring().value + 4 + 2ULL * (avail_idx_ % size_)), head);
     set_avail_idx(static_cast<std::uint16_t>(avail_idx_ + 1));
   }
   void set_avail_idx(std::uint16_t idx) {
     avail_idx_ = idx;
-    write(GuestAddress(kAvailRing.value + 2), idx);
+    write(GuestAddress(avail_ring().value + 2), idx);
   }
-  void set_avail_flags(std::uint16_t flags) { write(kAvailRing, flags); }
-  void set_used_event(std::uint16_t value) { write(GuestAddress(kAvailRing.value + 4 + 2ULL * size_), value); }
+  void set_avail_flags(std::uint16_t flags) { write(avail_ring(), flags); }
+  void set_used_event(std::uint16_t value) { write(GuestAddress(avail_ring().value + 4 + 2ULL * size_), value); }
   // Starts both rings at `idx` (the device side must be told with set_next_avail / set_next_used).
   void start_at(std::uint16_t idx) {
     set_avail_idx(idx);
-    write(GuestAddress(kUsedRing.value + 2), idx);
+    write(GuestAddress(used_ring().value + 2), idx);
   }
 
   [[nodiscard]] std::uint16_t avail_idx() const { return avail_idx_; }
-  [[nodiscard]] std::uint16_t used_idx() const { return read<std::uint16_t>(GuestAddress(kUsedRing.value + 2)); }
+  [[nodiscard]] std::uint16_t used_idx() const { return read<std::uint16_t>(GuestAddress(used_ring().value + 2)); }
   [[nodiscard]] std::uint16_t avail_event() const {
-    return read<std::uint16_t>(GuestAddress(kUsedRing.value + 4 + 8ULL * size_));
+    return read<std::uint16_t>(GuestAddress(used_ring().value + 4 + 8ULL * size_));
   }
   // The used ring entry at free-running position `position`.
   [[nodiscard]] devices::virtio::VirtqUsedElem used_elem(std::uint16_t position) const {
-    return read<devices::virtio::VirtqUsedElem>(GuestAddress(kUsedRing.value + 4 + 8ULL * (position % size_)));
+    return read<devices::virtio::VirtqUsedElem>(GuestAddress(used_ring().value + 4 + 8ULL * (position % size_)));
   }
 
   template <typename T>
   void write(GuestAddress addr, const T& value) const {
-    auto result = memory_.write_obj(addr, value);
+    auto result = memory_->write_obj(addr, value);
     if (!result) throw std::runtime_error("mock driver write: " + result.error().message);
   }
   template <typename T>
   [[nodiscard]] T read(GuestAddress addr) const {
-    auto result = memory_.read_obj<T>(addr);
+    auto result = memory_->read_obj<T>(addr);
     if (!result) throw std::runtime_error("mock driver read: " + result.error().message);
     return *result;
   }
 
  private:
+  [[nodiscard]] GuestAddress at(GuestAddress base0) const { return GuestAddress(base_ + base0.value); }
+
   static GuestMemory create_memory(std::uint64_t memory_size) {
     const MemoryRange range{GuestAddress(0), memory_size};
     auto memory = GuestMemory::create(std::span(&range, 1));
@@ -161,7 +182,8 @@ class MockVirtqDriver {
   }
 
   std::uint16_t size_;
-  GuestMemory memory_;
+  std::shared_ptr<const GuestMemory> memory_;  // shared by the drivers of one device's queues
+  std::uint64_t base_ = 0;                     // where this driver's layout starts in memory_
   std::uint16_t avail_idx_ = 0;
   std::uint16_t next_slot_ = 0;
   std::uint64_t next_buffer_ = kBuffers.value;
