@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -40,6 +41,15 @@ inline constexpr std::uint32_t kIrqCom1 = 4;                 // COM1's ISA IRQ
 inline constexpr std::uint16_t kPortAcpiPm1Event = 0x600;    // FADT PM1a_EVT_BLK: PM1 status + enable (4 bytes)
 inline constexpr std::uint16_t kPortAcpiPm1Control = 0x604;  // FADT PM1a_CNT_BLK: PM1 control (2 bytes)
 inline constexpr std::uint8_t kIrqAcpiSci = 9;               // FADT SCI_INT: the ACPI interrupt (never raised)
+
+// virtio-mmio devices (virtio 1.2 §4.2.2): one 4 KiB register window each, from the start of the
+// MMIO hole, announced on the kernel command line as virtio_mmio.device=4K@ADDR:IRQ
+// (Linux drivers/virtio/virtio_mmio.c). Each gets an ISA IRQ of its own: Linux maps IRQs below 16
+// one-to-one to IOAPIC pins (edge-triggered, active high with no MADT override), which is what an
+// irqfd delivers; IRQs 0-2, 4 (COM1), 8 (RTC), 9 (SCI), 1/12 (i8042) and 13 (FPU) are taken.
+inline constexpr GuestAddress kVirtioMmioBase{kMmioHoleStart.value};
+inline constexpr std::uint64_t kVirtioMmioStride = 0x1000;
+inline constexpr std::array<std::uint32_t, 8> kVirtioIrqs{5, 6, 7, 10, 11, 14, 15, 3};
 
 // RAM ranges for a guest of `bytes` of memory: below the MMIO hole, then above 4 GiB.
 inline std::vector<MemoryRange> ram_ranges(std::uint64_t bytes) {

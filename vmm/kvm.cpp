@@ -168,6 +168,29 @@ Result<void> Vm::set_irq_line(std::uint32_t irq, bool level) const {
   return check(::ioctl(fd_.get(), KVM_IRQ_LINE, &irq_level), "KVM_IRQ_LINE");
 }
 
+Result<void> Vm::register_ioeventfd(GuestAddress address, std::uint32_t len, std::uint64_t datamatch,
+                                    int eventfd) const {
+  kvm_ioeventfd request{};
+  request.datamatch = datamatch;
+  request.addr = address.value;
+  request.len = len;
+  request.fd = eventfd;
+  request.flags = KVM_IOEVENTFD_FLAG_DATAMATCH;  // MMIO (no PIO flag), one eventfd per written value
+  if (::ioctl(fd_.get(), KVM_IOEVENTFD, &request) < 0) {
+    return fail("KVM_IOEVENTFD at {:#x} failed: {}", address.value, errno_text(errno));
+  }
+  return {};
+}
+
+Result<void> Vm::register_irqfd(int eventfd, std::uint32_t gsi) const {
+  kvm_irqfd request{};
+  request.fd = static_cast<std::uint32_t>(eventfd);
+  request.gsi = gsi;
+  if (::ioctl(fd_.get(), KVM_IRQFD, &request) < 0)
+    return fail("KVM_IRQFD for GSI {} failed: {}", gsi, errno_text(errno));
+  return {};
+}
+
 Result<Vcpu> Vm::create_vcpu(unsigned id, std::size_t mmap_size) const {
   const int fd = ::ioctl(fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id));
   if (fd < 0) return fail("KVM_CREATE_VCPU {} failed: {}", id, errno_text(errno));

@@ -47,6 +47,12 @@ class Vm {
   [[nodiscard]] Result<void> create_irqchip() const;
   [[nodiscard]] Result<void> create_pit() const;
   [[nodiscard]] Result<void> set_irq_line(std::uint32_t irq, bool level) const;
+  // KVM_IOEVENTFD (api.rst 4.59): a guest write of `len` bytes equal to `datamatch` at MMIO
+  // `address` signals `eventfd` inside KVM instead of exiting to the VMM.
+  [[nodiscard]] Result<void> register_ioeventfd(GuestAddress address, std::uint32_t len, std::uint64_t datamatch,
+                                                int eventfd) const;
+  // KVM_IRQFD (api.rst 4.75): a write to `eventfd` injects an edge on interrupt line `gsi`.
+  [[nodiscard]] Result<void> register_irqfd(int eventfd, std::uint32_t gsi) const;
   [[nodiscard]] Result<Vcpu> create_vcpu(unsigned id, std::size_t mmap_size) const;
   [[nodiscard]] int fd() const { return fd_.get(); }
 

@@ -47,6 +47,16 @@ struct Overloaded : Ts... {
 
 constexpr std::uint32_t kMaxRegionSlots = 8;
 
+GuestAddress virtio_base(std::size_t index) {
+  return GuestAddress(layout::kVirtioMmioBase.value + layout::kVirtioMmioStride * index);
+}
+
+// A locally administered unicast address (IEEE 802: bit 1 of the first octet set, bit 0 clear),
+// "MV" and the interface's position.
+devices::virtio::MacAddress default_mac(std::size_t index) {
+  return {0x02, 0x4d, 0x56, 0x00, 0x00, static_cast<std::uint8_t>(index + 1)};
+}
+
 // The FADT (boot/) and the PM device (devices/) must agree on where PM1a_CNT is and what S5 means.
 static_assert(layout::kPortAcpiPm1Control == layout::kPortAcpiPm1Event + devices::AcpiPm::kControlBlockOffset);
 static_assert(boot::kAcpiSleepTypeS5 == devices::AcpiPm::kSleepTypeS5);
@@ -70,10 +80,32 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
   if (config.memory_bytes % 4096 != 0) return fail("--memory must be a multiple of 4 KiB");
   GuestMemory memory = TRY(GuestMemory::create(layout::ram_ranges(config.memory_bytes)));
 
+  // Drives and TAPs open now, before KVM, so a bad path is reported on any host.
+  const std::size_t virtio_count =
+      config.drives.size() + config.nets.size() + (config.console == ConsoleKind::kVirtio ? 1 : 0);
+  if (virtio_count > layout::kVirtioIrqs.size()) {
+    return fail("too many virtio devices ({}): microvm supports {} drives, network interfaces and consoles together",
+                virtio_count, layout::kVirtioIrqs.size());
+  }
+  HostResources resources;
+  for (const devices::virtio::BlockOptions& drive : config.drives) {
+    resources.drives.push_back(TRY(devices::virtio::BlockDevice::open(drive)));
+  }
+  for (const NetConfig& net : config.nets) {
+    resources.taps.push_back(
+        TRY_CONTEXT(fmt::format("network interface {}", net.tap), devices::virtio::Tap::open(net.tap)));
+  }
+  // Announce the devices first: parameters after a " -- " in the user's command line would go to init.
+  std::string cmdline;
+  for (std::size_t index = 0; index < virtio_count; ++index) {
+    cmdline += virtio_mmio_cmdline(virtio_base(index), layout::kVirtioIrqs[index]) + " ";
+  }
+  cmdline += config.cmdline;
+
   const Mapping kernel = TRY_CONTEXT("kernel", Mapping::file_read_only(config.kernel_path));
   std::optional<Mapping> initrd;
   if (config.initrd_path) initrd = TRY_CONTEXT("initrd", Mapping::file_read_only(*config.initrd_path));
-  boot::LinuxBootConfig boot_config{kernel.bytes(), std::nullopt, config.cmdline, config.vcpus};
+  boot::LinuxBootConfig boot_config{kernel.bytes(), std::nullopt, cmdline, config.vcpus};
   if (initrd) boot_config.initrd = initrd->bytes();
   const boot::LinuxBootInfo boot_info = TRY_CONTEXT(config.kernel_path, boot::setup_linux_boot(memory, boot_config));
 
@@ -84,10 +116,10 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
   spdlog::debug("{} kernel {} loaded, entry {:#x}; initrd {} bytes at {:#x}; {} MiB, {} vCPU(s); command line: {}",
                 boot_info.format == boot::KernelFormat::kElf ? "ELF" : "bzImage", config.kernel_path, boot_info.cpu.rip,
                 boot_info.initrd_size, boot_info.initrd_address.value, config.memory_bytes >> 20, config.vcpus,
-                config.cmdline);
+                cmdline);
   Vm vm = TRY(kvm.create_vm());
   auto machine = std::make_unique<Machine>(Key{}, config, std::move(kvm), std::move(vm), std::move(memory));
-  TRY_VOID(machine->build(boot_info));
+  TRY_VOID(machine->build(boot_info, std::move(resources)));
   return machine;
 }
 
@@ -116,7 +148,7 @@ void Machine::join_vcpus() {
   threads_.clear();
 }
 
-Result<void> Machine::build(const boot::LinuxBootInfo& boot_info) {
+Result<void> Machine::build(const boot::LinuxBootInfo& boot_info, HostResources resources) {
   // Order matters (api.rst): TSS and identity map, then the irqchip before any vCPU exists.
   TRY_VOID(vm_.set_tss_address(layout::kKvmTss));
   TRY_VOID(vm_.set_identity_map_address(layout::kKvmIdentityMap));
@@ -132,6 +164,25 @@ Result<void> Machine::build(const boot::LinuxBootInfo& boot_info) {
   TRY_VOID(pio_bus_.insert(layout::kPortI8042Data, devices::I8042::kCommandOffset + 1, i8042_, "i8042"));
   TRY_VOID(pio_bus_.insert(layout::kPortAcpiPm1Event, devices::AcpiPm::kSize, acpi_pm_, "acpi-pm"));
 
+  // virtio devices in command-line order (see create()): drives, network interfaces, console.
+  for (auto& drive : resources.drives) TRY_VOID(add_virtio(std::move(drive), "virtio-blk"));
+  taps_ = std::move(resources.taps);
+  for (std::size_t i = 0; i < taps_.size(); ++i) {
+    devices::virtio::Tap& tap = taps_[i];
+    UniqueFd backend(::dup(tap.fd()));
+    if (!backend.valid()) return fail("dup of the TAP fd failed: {}", errno_text(errno));
+    auto net = std::make_unique<devices::virtio::NetDevice>(
+        io_.get_executor(), std::move(backend), config_.nets[i].mac.value_or(default_mac(i)), tap.supports_offloads(),
+        [&tap](unsigned flags) { return tap.set_offloads(flags); });
+    TRY_VOID(add_virtio(std::move(net), "virtio-net"));
+  }
+  if (config_.console == ConsoleKind::kVirtio) {
+    auto console = std::make_unique<devices::virtio::ConsoleDevice>(
+        [this](std::span<const std::uint8_t> bytes) { write_console(bytes); });
+    virtio_console_ = console.get();
+    TRY_VOID(add_virtio(std::move(console), "virtio-console"));
+  }
+
   const std::size_t mmap_size = TRY(kvm_.vcpu_mmap_size());
   const std::vector<kvm_cpuid_entry2> cpuid = TRY(kvm_.supported_cpuid());
   const bool tsc_deadline_timer = kvm_.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
@@ -146,6 +197,21 @@ Result<void> Machine::build(const boot::LinuxBootInfo& boot_info) {
   if (efd < 0) return fail("eventfd failed: {}", errno_text(errno));
   stop_event_.reset(efd);
   return {};
+}
+
+Result<void> Machine::add_virtio(std::unique_ptr<devices::virtio::VirtioDevice> device, std::string_view name) {
+  const std::size_t index = virtio_.size();
+  auto wired = TRY(
+      VirtioMmioDevice::create(vm_, io_, memory_, std::move(device), virtio_base(index), layout::kVirtioIrqs[index]));
+  TRY_VOID(mmio_bus_.insert(wired->base().value, devices::virtio::MmioTransport::kWindowSize, wired->transport(),
+                            fmt::format("{}@{:#x}", name, wired->base().value)));
+  spdlog::debug("{} at {:#x}, IRQ {}", name, wired->base().value, wired->irq());
+  virtio_.push_back(std::move(wired));
+  return {};
+}
+
+std::size_t Machine::deliver_input(std::span<const std::uint8_t> bytes) {
+  return virtio_console_ != nullptr ? virtio_console_->enqueue_input(bytes) : serial_.enqueue_input(bytes);
 }
 
 void Machine::write_console(std::span<const std::uint8_t> bytes) const {
@@ -260,7 +326,7 @@ MachineExit Machine::run() {
     });
   }
 
-  boost::asio::io_context io;
+  boost::asio::io_context& io = io_;
   boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   signals.async_wait([this](const boost::system::error_code& ec, int signal) {
     if (!ec) stop(StopReason::kSignal, fmt::format("stopped by signal {}", signal), signal);
@@ -270,14 +336,14 @@ MachineExit Machine::run() {
   stop_event.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                         [&io](const boost::system::error_code&) { io.stop(); });
 
-  // Console input: host bytes go to the UART; when its buffer is full, retry shortly.
+  // Console input: host bytes go to the console device; when its buffer is full, retry shortly.
   std::optional<boost::asio::posix::stream_descriptor> input;
   boost::asio::steady_timer retry(io);
   std::array<std::uint8_t, 1024> buffer{};
   std::span<const std::uint8_t> pending;
   std::function<void()> read_input;
   std::function<void()> deliver = [&] {
-    pending = pending.subspan(serial_.enqueue_input(pending));
+    pending = pending.subspan(deliver_input(pending));
     if (pending.empty()) {
       read_input();
       return;

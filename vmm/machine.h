@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -16,12 +17,28 @@
 #include "devices/acpi_pm.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
+#include "devices/virtio/block.h"
+#include "devices/virtio/console.h"
+#include "devices/virtio/net.h"
+#include "devices/virtio/tap.h"
 #include "vmm/bus.h"
 #include "vmm/kvm.h"
 #include "vmm/kvm_irq_line.h"
 #include "vmm/memory/guest_memory.h"
+#include "vmm/virtio_mmio_device.h"
 
 namespace microvm::vmm {
+
+// A virtio-net interface backed by a host TAP device (created when missing).
+struct NetConfig {
+  std::string tap;                                 // host interface name
+  std::optional<devices::virtio::MacAddress> mac;  // default: 02:4d:56:00:00:<index+1>
+};
+
+enum class ConsoleKind {
+  kSerial,  // COM1 (ttyS0)
+  kVirtio,  // virtio-console (hvc0); COM1 stays present but gets no host input
+};
 
 struct MachineConfig {
   std::string kernel_path;
@@ -31,6 +48,15 @@ struct MachineConfig {
   std::uint64_t memory_bytes = 128ULL << 20;
   int console_input = 0;   // fd the guest's serial input comes from; -1 for none
   int console_output = 1;  // fd the guest's serial output goes to
+  ConsoleKind console = ConsoleKind::kSerial;
+  std::vector<devices::virtio::BlockOptions> drives;  // in order: vda, vdb, ...
+  std::vector<NetConfig> nets;                        // in order: eth0, eth1, ...
+};
+
+// What Machine::create opens on the host before it touches KVM (so a bad path is reported first).
+struct HostResources {
+  std::vector<std::unique_ptr<devices::virtio::BlockDevice>> drives;
+  std::vector<devices::virtio::Tap> taps;
 };
 
 enum class StopReason {
@@ -59,6 +85,9 @@ class Machine {
     Key() = default;
   };
   Machine(Key, const MachineConfig& config, Kvm kvm, Vm vm, GuestMemory memory);
+
+  // The virtio devices, in the order they were announced on the command line.
+  [[nodiscard]] const std::vector<std::unique_ptr<VirtioMmioDevice>>& virtio_devices() const { return virtio_; }
   ~Machine();
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;
@@ -67,7 +96,9 @@ class Machine {
   MachineExit run();
 
  private:
-  Result<void> build(const boot::LinuxBootInfo& boot_info);
+  Result<void> build(const boot::LinuxBootInfo& boot_info, HostResources resources);
+  Result<void> add_virtio(std::unique_ptr<devices::virtio::VirtioDevice> device, std::string_view name);
+  std::size_t deliver_input(std::span<const std::uint8_t> bytes);
   void vcpu_loop(Vcpu& vcpu);
   void join_vcpus();  // stops and joins every vCPU thread (idempotent)
   void handle_io_in(std::uint16_t port, std::span<std::uint8_t> data, std::uint32_t count);
@@ -77,6 +108,7 @@ class Machine {
   void write_console(std::span<const std::uint8_t> bytes) const;
 
   MachineConfig config_;
+  boost::asio::io_context io_;  // the event loop: console input, signals, virtio notifications and backends
   Kvm kvm_;
   Vm vm_;
   GuestMemory memory_;
@@ -86,16 +118,18 @@ class Machine {
   devices::AcpiPm acpi_pm_;
   Bus pio_bus_;
   Bus mmio_bus_;
+  devices::virtio::ConsoleDevice* virtio_console_ = nullptr;  // owned by virtio_, when --console virtio
+  std::vector<devices::virtio::Tap> taps_;                    // kept open for TUNSETOFFLOAD; the net devices use dups
+  std::vector<std::unique_ptr<VirtioMmioDevice>> virtio_;
   std::vector<Vcpu> vcpus_;
   std::vector<std::thread> threads_;
 
   std::atomic<bool> stopping_{false};
   std::mutex exit_mutex_;
   std::optional<MachineExit> exit_;
-  UniqueFd stop_event_;
+  UniqueFd stop_event_;  // eventfd: wakes the event loop when the guest ends
   std::mutex unclaimed_mutex_;
-  std::set<std::uint64_t>
-      unclaimed_ports_;  // logged once each (--verbose)  // eventfd: wakes the event loop when the guest ends
+  std::set<std::uint64_t> unclaimed_ports_;  // logged once each (--verbose)
 };
 
 }  // namespace microvm::vmm

@@ -119,6 +119,65 @@ TEST(CommandLine, EmptyCmdlineIsAllowed) {
   EXPECT_EQ(parse_start({"start", "--kernel", "k", "--cmdline", ""}).machine.cmdline, "");
 }
 
+TEST(CommandLine, RootfsIsTheFirstDriveAndAddsRoot) {
+  const StartOptions o =
+      parse_start({"start", "--kernel", "k", "--drive", "/data.img,ro", "--rootfs", "/root.ext4", "--drive", "b.img"});
+  ASSERT_EQ(o.machine.drives.size(), 3U);
+  EXPECT_EQ(o.machine.drives[0].path, "/root.ext4");
+  EXPECT_FALSE(o.machine.drives[0].read_only);
+  EXPECT_EQ(o.machine.drives[0].id, "rootfs");
+  EXPECT_EQ(o.machine.drives[1].path, "/data.img");
+  EXPECT_TRUE(o.machine.drives[1].read_only);
+  EXPECT_EQ(o.machine.drives[2].path, "b.img");
+  EXPECT_FALSE(o.machine.drives[2].read_only);
+  EXPECT_NE(o.machine.drives[1].id, o.machine.drives[2].id);
+  EXPECT_EQ(o.machine.cmdline, std::string(kDefaultCmdline) + " root=/dev/vda rw");
+}
+
+TEST(CommandLine, ReadOnlyRootfsMountsReadOnly) {
+  const StartOptions o = parse_start({"start", "--kernel", "k", "--rootfs", "r.img,ro"});
+  ASSERT_EQ(o.machine.drives.size(), 1U);
+  EXPECT_TRUE(o.machine.drives[0].read_only);
+  EXPECT_TRUE(o.machine.cmdline.ends_with(" root=/dev/vda ro"));
+}
+
+TEST(CommandLine, RootfsKeepsAnExplicitRoot) {
+  const StartOptions o = parse_start({"start", "--kernel", "k", "--rootfs", "r.img", "--cmdline", "root=/dev/vda1"});
+  EXPECT_EQ(o.machine.cmdline, "root=/dev/vda1");
+}
+
+TEST(CommandLine, BadDriveOptionsAreNamed) {
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--drive", "a.img,rx"}), "'rx'");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--drive", ",ro"}), "PATH");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--rootfs", "r,bogus"}), "--rootfs");
+}
+
+TEST(CommandLine, NetworkInterfaces) {
+  const StartOptions o =
+      parse_start({"start", "--kernel", "k", "--net", "tap=tap0", "--net", "tap=mvm1,mac=02:00:00:00:00:2a"});
+  ASSERT_EQ(o.machine.nets.size(), 2U);
+  EXPECT_EQ(o.machine.nets[0].tap, "tap0");
+  EXPECT_FALSE(o.machine.nets[0].mac.has_value());
+  EXPECT_EQ(o.machine.nets[1].tap, "mvm1");
+  ASSERT_TRUE(o.machine.nets[1].mac.has_value());
+  EXPECT_EQ((*o.machine.nets[1].mac)[5], 0x2a);
+}
+
+TEST(CommandLine, BadNetworkOptionsAreNamed) {
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--net", "mac=02:00:00:00:00:01"}), "no TAP");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--net", "tap=t,speed=10"}), "'speed=10'");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--net", "tap=t,mac=zz"}), "--net tap=t,mac=zz");
+}
+
+TEST(CommandLine, VirtioConsoleChangesTheDefaultConsole) {
+  const StartOptions o = parse_start({"start", "--kernel", "k", "--console", "virtio"});
+  EXPECT_EQ(o.machine.console, vmm::ConsoleKind::kVirtio);
+  EXPECT_EQ(o.machine.cmdline, kDefaultVirtioConsoleCmdline);
+  EXPECT_EQ(parse_start({"start", "--kernel", "k"}).machine.console, vmm::ConsoleKind::kSerial);
+  EXPECT_EQ(parse_start({"start", "--kernel", "k", "--console", "virtio", "--cmdline", "x"}).machine.cmdline, "x");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--console", "vga"}), "--console");
+}
+
 TEST(CommandLine, MissingKernelIsAnError) {
   EXPECT_ERROR_CONTAINS(parse({"start"}), "--kernel");
 }

@@ -30,6 +30,51 @@ Result<std::uint64_t> parse_memory_size(std::string_view text) {
   return number << shift;
 }
 
+namespace {
+
+std::vector<std::string_view> split(std::string_view text, char separator) {
+  std::vector<std::string_view> parts;
+  for (std::size_t start = 0;;) {
+    const std::size_t end = text.find(separator, start);
+    parts.push_back(text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+    if (end == std::string_view::npos) return parts;
+    start = end + 1;
+  }
+}
+
+}  // namespace
+
+Result<devices::virtio::BlockOptions> parse_drive(std::string_view text) {
+  const std::vector<std::string_view> parts = split(text, ',');
+  devices::virtio::BlockOptions drive;
+  drive.path = std::string(parts[0]);
+  if (drive.path.empty()) return fail("invalid drive '{}': expected PATH or PATH,ro", text);
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    if (parts[i] == "ro")
+      drive.read_only = true;
+    else if (parts[i] == "rw")
+      drive.read_only = false;
+    else
+      return fail("invalid drive option '{}' in '{}': the only options are ro and rw", parts[i], text);
+  }
+  return drive;
+}
+
+Result<vmm::NetConfig> parse_net(std::string_view text) {
+  vmm::NetConfig net;
+  for (std::string_view part : split(text, ',')) {
+    if (part.starts_with("tap=")) {
+      net.tap = std::string(part.substr(4));
+    } else if (part.starts_with("mac=")) {
+      net.mac = TRY_CONTEXT(fmt::format("--net {}", text), devices::virtio::parse_mac(part.substr(4)));
+    } else {
+      return fail("invalid --net option '{}' in '{}': expected tap=NAME[,mac=MAC]", part, text);
+    }
+  }
+  if (net.tap.empty()) return fail("--net {} names no TAP device: expected tap=NAME[,mac=MAC]", text);
+  return net;
+}
+
 Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   CLI::App app{"microvm: run a Linux kernel in a KVM microVM", "microvm"};
   app.require_subcommand(1);
@@ -47,6 +92,16 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
       ->default_str(std::string(kDefaultCmdline));
   start_cmd->add_option("--cpus", start.machine.vcpus, "Number of vCPUs")->default_str("1");
   start_cmd->add_option("--memory", memory, "Guest memory, e.g. 256M or 1G")->default_str("128M");
+  std::string rootfs, console = "serial";
+  std::vector<std::string> drives, nets;
+  start_cmd->add_option("--rootfs", rootfs,
+                        "Root filesystem image, PATH[,ro]: the first virtio drive (/dev/vda), with root=/dev/vda "
+                        "added to the command line");
+  start_cmd->add_option("--drive", drives, "Another virtio drive, PATH[,ro] (repeatable: vdb, vdc, ...)");
+  start_cmd->add_option("--net", nets, "virtio-net on a host TAP, tap=NAME[,mac=MAC] (repeatable)");
+  start_cmd->add_option("--console", console, "Guest console: serial (ttyS0) or virtio (hvc0)")
+      ->check(CLI::IsMember({"serial", "virtio"}))
+      ->default_str("serial");
   start_cmd->add_flag("--verbose,-v", start.verbose, "Log VMM diagnostics to stderr");
 
   if (!args.empty() && !args[0].starts_with('-') && args[0] != start_cmd->get_name()) {
@@ -70,6 +125,26 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   }
   start.machine.memory_bytes = TRY(parse_memory_size(memory));
   if (!initrd.empty()) start.machine.initrd_path = initrd;
+  const bool default_cmdline = start_cmd->get_option("--cmdline")->count() == 0;
+  if (console == "virtio") {
+    start.machine.console = vmm::ConsoleKind::kVirtio;
+    if (default_cmdline) start.machine.cmdline = std::string(kDefaultVirtioConsoleCmdline);
+  }
+  if (!rootfs.empty()) {
+    devices::virtio::BlockOptions root = TRY_CONTEXT("--rootfs", parse_drive(rootfs));
+    root.id = "rootfs";
+    // Like Firecracker's is_root_device: the kernel mounts the first drive as /, unless told otherwise.
+    if (start.machine.cmdline.find("root=") == std::string::npos) {
+      start.machine.cmdline += root.read_only ? " root=/dev/vda ro" : " root=/dev/vda rw";
+    }
+    start.machine.drives.push_back(std::move(root));
+  }
+  for (const std::string& text : drives) {
+    devices::virtio::BlockOptions drive = TRY_CONTEXT("--drive", parse_drive(text));
+    drive.id = fmt::format("drive{}", start.machine.drives.size());
+    start.machine.drives.push_back(std::move(drive));
+  }
+  for (const std::string& text : nets) start.machine.nets.push_back(TRY(parse_net(text)));
   return ParsedCommand{start, std::nullopt};
 }
 

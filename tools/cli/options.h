@@ -15,6 +15,8 @@ namespace microvm::cli {
 // The guest command line used when --cmdline is not given: serial console, reboot through the
 // i8042 (which microvm emulates), reboot 1 s after a panic, no PCI probing.
 inline constexpr std::string_view kDefaultCmdline = "console=ttyS0 reboot=k panic=1 pci=off";
+// The same with --console virtio: the guest console is the virtio console's first port.
+inline constexpr std::string_view kDefaultVirtioConsoleCmdline = "console=hvc0 reboot=k panic=1 pci=off";
 inline constexpr unsigned kDefaultVcpus = 1;
 inline constexpr std::uint64_t kDefaultMemoryBytes = 128ULL << 20;
 
@@ -29,6 +31,11 @@ struct HelpRequested {
 
 // "128M", "1G", "512MiB", "65536K", or a plain number of MiB (like QEMU's -m).
 [[nodiscard]] Result<std::uint64_t> parse_memory_size(std::string_view text);
+
+// "PATH" or "PATH,ro" (--drive, --rootfs).
+[[nodiscard]] Result<devices::virtio::BlockOptions> parse_drive(std::string_view text);
+// "tap=NAME" or "tap=NAME,mac=02:00:00:00:00:01" (--net).
+[[nodiscard]] Result<vmm::NetConfig> parse_net(std::string_view text);
 
 // Parses argv (without argv[0]). Returns the options for `start`, or help text, or an Error whose
 // message is the one line to print.
