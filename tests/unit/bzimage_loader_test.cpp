@@ -14,6 +14,8 @@ using test::BzImageSpec;
 using test::edit_setup_header;
 using test::kMiB;
 
+// The boot structs are packed (<asm/bootparam.h>): `+field` compares a copy, because EXPECT_EQ would bind
+// a reference to a misaligned member (undefined behaviour; UBSan aborts).
 constexpr std::uint64_t kLoad = 0x100000;
 constexpr std::uint8_t kDirt = 0xcc;
 
@@ -55,11 +57,11 @@ TEST_F(BzImageLoader, LoadsProtectedModeKernelAt1MiB) {
   EXPECT_EQ(test::guest_bytes(memory_, GuestAddress(kLoad), payload.size()), payload);
 
   ASSERT_TRUE(kernel->header.has_value());
-  EXPECT_EQ(kernel->header->version, 0x020f);
-  EXPECT_EQ(kernel->header->boot_flag, 0xaa55);
-  EXPECT_EQ(kernel->header->header, 0x53726448U);
-  EXPECT_EQ(kernel->header->init_size, spec.init_size);
-  EXPECT_EQ(kernel->header->pref_address, spec.pref_address);
+  EXPECT_EQ(+kernel->header->version, 0x020f);
+  EXPECT_EQ(+kernel->header->boot_flag, 0xaa55);
+  EXPECT_EQ(+kernel->header->header, 0x53726448U);
+  EXPECT_EQ(+kernel->header->init_size, spec.init_size);
+  EXPECT_EQ(+kernel->header->pref_address, spec.pref_address);
 }
 
 TEST_F(BzImageLoader, ZeroSetupSectsMeansFour) {

@@ -13,6 +13,8 @@ namespace {
 using test::kGiB;
 using test::kMiB;
 
+// E820Entry (boot_e820_entry, <asm/bootparam.h>) is packed: `+field` compares a copy, because EXPECT_EQ would bind
+// a reference to a misaligned member (undefined behaviour; UBSan aborts).
 struct Expected {
   std::uint64_t addr;
   std::uint64_t size;
@@ -23,14 +25,14 @@ void expect_map(const std::vector<E820Entry>& map, const std::vector<Expected>& 
   ASSERT_EQ(map.size(), expected.size());
   for (std::size_t i = 0; i < map.size(); ++i) {
     SCOPED_TRACE(i);
-    EXPECT_EQ(map[i].addr, expected[i].addr);
-    EXPECT_EQ(map[i].size, expected[i].size);
-    EXPECT_EQ(map[i].type, expected[i].type);
+    EXPECT_EQ(+map[i].addr, expected[i].addr);
+    EXPECT_EQ(+map[i].size, expected[i].size);
+    EXPECT_EQ(+map[i].type, expected[i].type);
   }
 }
 
 void expect_sorted_and_disjoint(const std::vector<E820Entry>& map) {
-  for (std::size_t i = 1; i < map.size(); ++i) EXPECT_LE(map[i - 1].addr + map[i - 1].size, map[i].addr) << i;
+  for (std::size_t i = 1; i < map.size(); ++i) EXPECT_LE(map[i - 1].addr + map[i - 1].size, +map[i].addr) << i;
 }
 
 TEST(E820, Guest128MiB) {
@@ -60,8 +62,8 @@ TEST(E820, RamTotalsMemoryMinusTheLegacyArea) {
 TEST(E820, AcpiTablesAreInTheReservedArea) {
   const auto map = build_e820(test::make_memory(64 * kMiB));
   ASSERT_GE(map.size(), 2U);
-  EXPECT_EQ(map[1].type, kE820Reserved);
-  EXPECT_LE(map[1].addr, layout::kAcpiTables.value);
+  EXPECT_EQ(+map[1].type, kE820Reserved);
+  EXPECT_LE(+map[1].addr, layout::kAcpiTables.value);
   EXPECT_GE(map[1].addr + map[1].size, layout::kAcpiTables.value + layout::kAcpiReserved);
 }
 

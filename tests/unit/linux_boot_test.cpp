@@ -19,6 +19,8 @@ namespace {
 using test::kGiB;
 using test::kMiB;
 
+// The boot structs are packed (<asm/bootparam.h>): `+field` compares a copy, because EXPECT_EQ would bind
+// a reference to a misaligned member (undefined behaviour; UBSan aborts).
 constexpr std::uint64_t kPage = 4096;
 constexpr std::string_view kCmdline = "console=ttyS0 reboot=k panic=1";
 
@@ -52,13 +54,13 @@ TEST_F(LinuxBoot, WritesTheZeroPageForAnElfKernel) {
 
   const BootParams p = params();
   EXPECT_EQ(p.hdr.type_of_loader, 0xff);
-  EXPECT_EQ(p.hdr.boot_flag, 0xaa55);
-  EXPECT_EQ(p.hdr.header, 0x53726448U);  // "HdrS"
-  EXPECT_EQ(p.hdr.kernel_alignment, kDefaultKernelAlignment);
-  EXPECT_EQ(p.hdr.cmd_line_ptr, layout::kCmdline.value);
-  EXPECT_EQ(p.acpi_rsdp_addr, layout::kAcpiTables.value);
-  EXPECT_EQ(p.hdr.ramdisk_image, 0U);
-  EXPECT_EQ(p.hdr.ramdisk_size, 0U);
+  EXPECT_EQ(+p.hdr.boot_flag, 0xaa55);
+  EXPECT_EQ(+p.hdr.header, 0x53726448U);  // "HdrS"
+  EXPECT_EQ(+p.hdr.kernel_alignment, kDefaultKernelAlignment);
+  EXPECT_EQ(+p.hdr.cmd_line_ptr, layout::kCmdline.value);
+  EXPECT_EQ(+p.acpi_rsdp_addr, layout::kAcpiTables.value);
+  EXPECT_EQ(+p.hdr.ramdisk_image, 0U);
+  EXPECT_EQ(+p.hdr.ramdisk_size, 0U);
   EXPECT_EQ(info->initrd_size, 0U);
 }
 
@@ -76,9 +78,9 @@ TEST_F(LinuxBoot, E820MatchesBuildE820) {
   ASSERT_EQ(p.e820_entries, expected.size());
   for (std::size_t i = 0; i < expected.size(); ++i) {
     SCOPED_TRACE(i);
-    EXPECT_EQ(p.e820_table[i].addr, expected[i].addr);
-    EXPECT_EQ(p.e820_table[i].size, expected[i].size);
-    EXPECT_EQ(p.e820_table[i].type, expected[i].type);
+    EXPECT_EQ(+p.e820_table[i].addr, +expected[i].addr);
+    EXPECT_EQ(+p.e820_table[i].size, +expected[i].size);
+    EXPECT_EQ(+p.e820_table[i].type, +expected[i].type);
   }
   // 64 MiB of RAM: the last entry runs from 1 MiB to the end of memory.
   EXPECT_EQ(p.e820_table[p.e820_entries - 1].addr + p.e820_table[p.e820_entries - 1].size, 64 * kMiB);
@@ -114,11 +116,11 @@ TEST_F(LinuxBoot, BzImageKeepsItsSetupHeader) {
   EXPECT_EQ(info->format, KernelFormat::kBzImage);
   EXPECT_EQ(info->cpu.rip, layout::kHighMemory.value + 0x200);
   const BootParams p = params();
-  EXPECT_EQ(p.hdr.version, 0x020f);
-  EXPECT_EQ(p.hdr.xloadflags, XLF_KERNEL_64);
-  EXPECT_EQ(p.hdr.init_size, 0x400000U);
+  EXPECT_EQ(+p.hdr.version, 0x020f);
+  EXPECT_EQ(+p.hdr.xloadflags, XLF_KERNEL_64);
+  EXPECT_EQ(+p.hdr.init_size, 0x400000U);
   EXPECT_EQ(p.hdr.type_of_loader, 0xff);  // overrides whatever the image had
-  EXPECT_EQ(p.hdr.cmd_line_ptr, layout::kCmdline.value);
+  EXPECT_EQ(+p.hdr.cmd_line_ptr, layout::kCmdline.value);
 }
 
 TEST_F(LinuxBoot, CommandLineLimitComesFromTheKernelHeader) {
@@ -147,8 +149,8 @@ TEST_F(LinuxBoot, InitrdGoesPageAlignedToTheTopOfRam) {
   EXPECT_EQ(test::guest_bytes(memory_, GuestAddress(expected), initrd.size()), initrd);
 
   const BootParams p = params();
-  EXPECT_EQ(p.hdr.ramdisk_image, expected);
-  EXPECT_EQ(p.hdr.ramdisk_size, initrd.size());
+  EXPECT_EQ(+p.hdr.ramdisk_image, expected);
+  EXPECT_EQ(+p.hdr.ramdisk_size, initrd.size());
 }
 
 TEST_F(LinuxBoot, InitrdRespectsInitrdAddrMax) {
@@ -191,10 +193,10 @@ TEST_F(LinuxBootLarge, InitrdGoesBelowTheMmioHoleIn4GiBGuest) {
   EXPECT_EQ(info->initrd_address, GuestAddress(3 * kGiB - 0x2000));
   EXPECT_EQ(test::guest_bytes(memory_, info->initrd_address, initrd_.size()), initrd_);
   const auto p = test::guest_obj<BootParams>(memory_, layout::kBootParams);
-  EXPECT_EQ(p.hdr.ramdisk_image, 3 * kGiB - 0x2000);
+  EXPECT_EQ(+p.hdr.ramdisk_image, 3 * kGiB - 0x2000);
   EXPECT_EQ(p.e820_entries, 4U);
-  EXPECT_EQ(p.e820_table[3].addr, 4 * kGiB);
-  EXPECT_EQ(p.e820_table[3].size, kGiB);
+  EXPECT_EQ(+p.e820_table[3].addr, 4 * kGiB);
+  EXPECT_EQ(+p.e820_table[3].size, kGiB);
 }
 
 TEST_F(LinuxBootLarge, ElfKernelUsesTheDefaultInitrdAddrMax) {
