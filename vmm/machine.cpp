@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -17,9 +18,11 @@
 #include <chrono>
 #include <functional>
 
+#include "boot/initramfs.h"
 #include "boot/layout.h"
 #include "boot/linux_boot.h"
 #include "boot/x86_64/acpi.h"
+#include "guest/init/status_port.h"
 #include "vmm/x86_64/vcpu_setup.h"
 
 namespace microvm::vmm {
@@ -46,6 +49,11 @@ struct Overloaded : Ts... {
 };
 
 constexpr std::uint32_t kMaxRegionSlots = 8;
+constexpr std::uint32_t kConsoleMajor = 5;  // /dev/console is char 5:1 (Linux Documentation/admin-guide/devices.txt)
+constexpr std::uint32_t kConsoleMinor = 1;
+constexpr std::size_t kConsoleTailLines = 20;  // guest lines kept for a crash report
+// How long the VMM waits, after asking the init to stop the workload, beyond the init's own grace.
+constexpr std::chrono::seconds kStopMargin{5};
 
 GuestAddress virtio_base(std::size_t index) {
   return GuestAddress(layout::kVirtioMmioBase.value + layout::kVirtioMmioStride * index);
@@ -60,6 +68,25 @@ devices::virtio::MacAddress default_mac(std::size_t index) {
 // The FADT (boot/) and the PM device (devices/) must agree on where PM1a_CNT is and what S5 means.
 static_assert(layout::kPortAcpiPm1Control == layout::kPortAcpiPm1Event + devices::AcpiPm::kControlBlockOffset);
 static_assert(boot::kAcpiSleepTypeS5 == devices::AcpiPm::kSleepTypeS5);
+
+// The container-mode initramfs: microvm-init as /init, the spec, and the directories and console
+// node the init needs before it mounts anything (the kernel opens /dev/console for PID 1).
+Result<std::vector<std::byte>> build_container_initramfs(const ContainerConfig& container) {
+  const Mapping init =
+      TRY_CONTEXT(fmt::format("container init {}", container.init_path), Mapping::file_read_only(container.init_path));
+  const auto* spec = reinterpret_cast<const std::byte*>(container.spec_json.data());
+  const std::vector<boot::CpioEntry> entries{
+      {"dev", S_IFDIR | 0755, {}, 0, 0},
+      {"dev/console", S_IFCHR | 0600, {}, kConsoleMajor, kConsoleMinor},
+      {"proc", S_IFDIR | 0555, {}, 0, 0},
+      {"sys", S_IFDIR | 0555, {}, 0, 0},
+      {"mnt", S_IFDIR | 0755, {}, 0, 0},
+      {"microvm", S_IFDIR | 0755, {}, 0, 0},
+      {"microvm/spec.json", S_IFREG | 0644, std::vector<std::byte>(spec, spec + container.spec_json.size()), 0, 0},
+      {"init", S_IFREG | 0755, std::vector<std::byte>(init.bytes().begin(), init.bytes().end()), 0, 0},
+  };
+  return boot::build_cpio(entries);
+}
 
 }  // namespace
 
@@ -105,8 +132,14 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
   const Mapping kernel = TRY_CONTEXT("kernel", Mapping::file_read_only(config.kernel_path));
   std::optional<Mapping> initrd;
   if (config.initrd_path) initrd = TRY_CONTEXT("initrd", Mapping::file_read_only(*config.initrd_path));
+  std::vector<std::byte> container_initramfs;
+  if (config.container) {
+    if (config.initrd_path) return fail("--initrd cannot be combined with a container command (-- CMD)");
+    container_initramfs = TRY(build_container_initramfs(*config.container));
+  }
   boot::LinuxBootConfig boot_config{kernel.bytes(), std::nullopt, cmdline, config.vcpus};
   if (initrd) boot_config.initrd = initrd->bytes();
+  if (config.container) boot_config.initrd = std::span<const std::byte>(container_initramfs);
   const boot::LinuxBootInfo boot_info = TRY_CONTEXT(config.kernel_path, boot::setup_linux_boot(memory, boot_config));
 
   Kvm kvm = TRY(Kvm::open());
@@ -131,7 +164,10 @@ Machine::Machine(Key, const MachineConfig& config, Kvm kvm, Vm vm, GuestMemory m
       serial_irq_(vm_, layout::kIrqCom1),
       serial_(serial_irq_, [this](std::span<const std::uint8_t> bytes) { write_console(bytes); }),
       i8042_([this] { stop(StopReason::kReboot, "the guest reset the machine (i8042)"); }),
-      acpi_pm_([this] { stop(StopReason::kPowerOff, "the guest powered off (ACPI S5)"); }) {}
+      acpi_pm_([this] { stop(StopReason::kPowerOff, "the guest powered off (ACPI S5)"); }),
+      status_port_([this](devices::StatusPort::Event event, std::uint32_t payload, BootMarkers::TimePoint when) {
+        on_status(event, payload, when);
+      }) {}
 
 Machine::~Machine() {
   join_vcpus();
@@ -163,6 +199,7 @@ Result<void> Machine::build(const boot::LinuxBootInfo& boot_info, HostResources 
   TRY_VOID(pio_bus_.insert(layout::kPortCom1, devices::Serial::kRegisterCount, serial_, "serial"));
   TRY_VOID(pio_bus_.insert(layout::kPortI8042Data, devices::I8042::kCommandOffset + 1, i8042_, "i8042"));
   TRY_VOID(pio_bus_.insert(layout::kPortAcpiPm1Event, devices::AcpiPm::kSize, acpi_pm_, "acpi-pm"));
+  TRY_VOID(pio_bus_.insert(guest::status_port::kBase, guest::status_port::kSize, status_port_, "status-port"));
 
   // virtio devices in command-line order (see create()): drives, network interfaces, console.
   for (auto& drive : resources.drives) TRY_VOID(add_virtio(std::move(drive), "virtio-blk"));
@@ -214,7 +251,42 @@ std::size_t Machine::deliver_input(std::span<const std::uint8_t> bytes) {
   return virtio_console_ != nullptr ? virtio_console_->enqueue_input(bytes) : serial_.enqueue_input(bytes);
 }
 
-void Machine::write_console(std::span<const std::uint8_t> bytes) const {
+void Machine::on_status(devices::StatusPort::Event event, std::uint32_t payload, BootMarkers::TimePoint when) {
+  std::lock_guard lock(exit_mutex_);
+  switch (event) {
+    case devices::StatusPort::Event::kInitStarted:
+      if (!markers_.init_started) markers_.init_started = when;
+      break;
+    case devices::StatusPort::Event::kWorkloadStarted:
+      if (!markers_.workload_started) markers_.workload_started = when;
+      break;
+    case devices::StatusPort::Event::kWorkloadExited:
+      if (!markers_.workload_exited) {
+        markers_.workload_exited = when;
+        workload_exit_ = static_cast<int>(payload & 0xff);  // an exit status is 0-255
+        // The init has drained the workload's output; what follows is the kernel powering off
+        // ("reboot: Power down" prints even with quiet), which is not the workload's output.
+        if (config_.container && spdlog::get_level() > spdlog::level::debug) console_muted_.store(true);
+        spdlog::debug("the workload exited with status {}", *workload_exit_);
+      }
+      break;
+  }
+}
+
+void Machine::write_console(std::span<const std::uint8_t> bytes) {
+  if (console_muted_.load()) return;
+  {
+    std::lock_guard lock(console_mutex_);
+    for (std::uint8_t c : bytes) {
+      if (c == '\n') {
+        console_tail_.push_back(std::move(console_partial_));
+        console_partial_.clear();
+        if (console_tail_.size() > kConsoleTailLines) console_tail_.pop_front();
+      } else if (c != '\r' && console_partial_.size() < 512) {
+        console_partial_.push_back(static_cast<char>(c));
+      }
+    }
+  }
   while (!bytes.empty()) {
     const ssize_t n = ::write(config_.console_output, bytes.data(), bytes.size());
     if (n < 0 && errno == EINTR) continue;
@@ -233,7 +305,12 @@ void Machine::write_console(std::span<const std::uint8_t> bytes) const {
 void Machine::stop(StopReason reason, std::string detail, int signal) {
   {
     std::lock_guard lock(exit_mutex_);
-    if (!exit_) exit_ = MachineExit{reason, std::move(detail), signal};
+    if (!exit_) {
+      exit_.emplace();
+      exit_->reason = reason;
+      exit_->detail = std::move(detail);
+      exit_->signal = signal;
+    }
   }
   stopping_.store(true);
   const std::uint64_t one = 1;
@@ -316,6 +393,10 @@ void Machine::vcpu_loop(Vcpu& vcpu) {
 
 MachineExit Machine::run() {
   install_kick_handler();
+  {
+    std::lock_guard lock(exit_mutex_);
+    markers_.vcpus_started = std::chrono::steady_clock::now();
+  }
   for (Vcpu& vcpu : vcpus_) {
     threads_.emplace_back([this, &vcpu] {
       sigset_t set;
@@ -328,9 +409,33 @@ MachineExit Machine::run() {
 
   boost::asio::io_context& io = io_;
   boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
-  signals.async_wait([this](const boost::system::error_code& ec, int signal) {
-    if (!ec) stop(StopReason::kSignal, fmt::format("stopped by signal {}", signal), signal);
-  });
+  // A stop signal ends a whole-system VM at once. In container mode the first one asks the init to
+  // stop the workload (SIGTERM, SIGKILL after the grace period) so it exits on its own terms; a
+  // second signal, or a guest that does not finish in time, ends the VM.
+  boost::asio::steady_timer stop_deadline(io);
+  int pending_signal = 0;
+  std::function<void()> wait_for_signal = [&] {
+    signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+      if (ec) return;
+      if (!config_.container || pending_signal != 0) {
+        stop(StopReason::kSignal, fmt::format("stopped by signal {}", signal), signal);
+        return;
+      }
+      pending_signal = signal;
+      status_port_.request_stop();
+      spdlog::debug("signal {}: asking the guest to stop its workload", signal);
+      stop_deadline.expires_after(std::chrono::milliseconds(config_.container->stop_grace_ms) + kStopMargin);
+      stop_deadline.async_wait([&](const boost::system::error_code& timer_ec) {
+        if (!timer_ec) {
+          stop(StopReason::kSignal,
+               fmt::format("stopped by signal {}: the guest did not stop its workload in time", pending_signal),
+               pending_signal);
+        }
+      });
+      wait_for_signal();
+    });
+  };
+  wait_for_signal();
 
   boost::asio::posix::stream_descriptor stop_event(io, ::dup(stop_event_.get()));
   stop_event.async_wait(boost::asio::posix::stream_descriptor::wait_read,
@@ -383,7 +488,19 @@ MachineExit Machine::run() {
 
   join_vcpus();
   std::lock_guard lock(exit_mutex_);
-  return exit_.value_or(MachineExit{StopReason::kError, "the VM stopped for no recorded reason"});
+  MachineExit result;
+  if (exit_) {
+    result = *exit_;
+  } else {
+    result.reason = StopReason::kError;
+    result.detail = "the VM stopped for no recorded reason";
+  }
+  result.markers = markers_;
+  result.workload_exit_code = workload_exit_;
+  std::lock_guard console_lock(console_mutex_);
+  result.last_console_lines.assign(console_tail_.begin(), console_tail_.end());
+  if (!console_partial_.empty()) result.last_console_lines.push_back(console_partial_);
+  return result;
 }
 
 }  // namespace microvm::vmm

@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -17,6 +19,7 @@
 #include "devices/acpi_pm.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
+#include "devices/status_port.h"
 #include "devices/virtio/block.h"
 #include "devices/virtio/console.h"
 #include "devices/virtio/net.h"
@@ -33,11 +36,23 @@ namespace microvm::vmm {
 struct NetConfig {
   std::string tap;                                 // host interface name
   std::optional<devices::virtio::MacAddress> mac;  // default: 02:4d:56:00:00:<index+1>
+  // Container mode only: how microvm's init configures the guest side (ethN in --net order).
+  std::string address;  // "169.254.0.2/16"
+  std::string gateway;
+  std::string dns;
 };
 
 enum class ConsoleKind {
   kSerial,  // COM1 (ttyS0)
   kVirtio,  // virtio-console (hvc0); COM1 stays present but gets no host input
+};
+
+// Container mode: microvm's init runs as PID 1 from an initramfs the VMM builds in memory, mounts
+// the root drive under an overlay and runs the workload the spec describes (guest/init/spec.h).
+struct ContainerConfig {
+  std::string init_path;          // the static microvm-init binary
+  std::string spec_json;          // becomes /microvm/spec.json in the initramfs
+  unsigned stop_grace_ms = 3000;  // SIGTERM to SIGKILL in the guest; the VMM waits this plus a margin
 };
 
 struct MachineConfig {
@@ -51,6 +66,17 @@ struct MachineConfig {
   ConsoleKind console = ConsoleKind::kSerial;
   std::vector<devices::virtio::BlockOptions> drives;  // in order: vda, vdb, ...
   std::vector<NetConfig> nets;                        // in order: eth0, eth1, ...
+  std::optional<ContainerConfig> container;
+};
+
+// When things happened, on the host's monotonic clock (unset: did not happen). The guest's markers
+// come from the status port (container mode only).
+struct BootMarkers {
+  using TimePoint = std::chrono::steady_clock::time_point;
+  std::optional<TimePoint> vcpus_started;     // the vCPU threads were started (first KVM_RUN follows)
+  std::optional<TimePoint> init_started;      // microvm-init reported in
+  std::optional<TimePoint> workload_started;  // it forked the workload
+  std::optional<TimePoint> workload_exited;   // the workload ended
 };
 
 // What Machine::create opens on the host before it touches KVM (so a bad path is reported first).
@@ -70,6 +96,9 @@ struct MachineExit {
   StopReason reason = StopReason::kError;
   std::string detail;
   int signal = 0;
+  std::optional<int> workload_exit_code;  // container mode: what the workload exited with
+  BootMarkers markers;
+  std::vector<std::string> last_console_lines;  // the guest's last lines, for a crash report
 };
 
 class Machine {
@@ -105,7 +134,8 @@ class Machine {
   void handle_io_out(std::uint16_t port, std::span<const std::uint8_t> data, std::uint32_t count);
   void note_unclaimed(const char* access, std::uint64_t port);
   void stop(StopReason reason, std::string detail, int signal = 0);
-  void write_console(std::span<const std::uint8_t> bytes) const;
+  void write_console(std::span<const std::uint8_t> bytes);
+  void on_status(devices::StatusPort::Event event, std::uint32_t payload, BootMarkers::TimePoint when);
 
   MachineConfig config_;
   boost::asio::io_context io_;  // the event loop: console input, signals, virtio notifications and backends
@@ -116,6 +146,7 @@ class Machine {
   devices::Serial serial_;
   devices::I8042 i8042_;
   devices::AcpiPm acpi_pm_;
+  devices::StatusPort status_port_;
   Bus pio_bus_;
   Bus mmio_bus_;
   devices::virtio::ConsoleDevice* virtio_console_ = nullptr;  // owned by virtio_, when --console virtio
@@ -127,7 +158,13 @@ class Machine {
   std::atomic<bool> stopping_{false};
   std::mutex exit_mutex_;
   std::optional<MachineExit> exit_;
-  UniqueFd stop_event_;  // eventfd: wakes the event loop when the guest ends
+  BootMarkers markers_;                     // under exit_mutex_
+  std::optional<int> workload_exit_;        // under exit_mutex_
+  std::mutex console_mutex_;                // console_tail_ and console_partial_ (vCPU threads and the loop write)
+  std::deque<std::string> console_tail_;    // the guest's last complete output lines
+  std::string console_partial_;             // the line being written
+  std::atomic<bool> console_muted_{false};  // container mode: the workload ended, drop the rest
+  UniqueFd stop_event_;                     // eventfd: wakes the event loop when the guest ends
   std::mutex unclaimed_mutex_;
   std::set<std::uint64_t> unclaimed_ports_;  // logged once each (--verbose)
 };

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <string>
 #include <vector>
 
@@ -178,8 +180,62 @@ TEST(CommandLine, VirtioConsoleChangesTheDefaultConsole) {
   EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--console", "vga"}), "--console");
 }
 
+TEST(CommandLine, ContainerCommandAfterDashes) {
+  const StartOptions o = parse_start({"start", "--rootfs", "img.ext4", "-e", "A=1", "--env", "B=x=y", "-w", "/srv",
+                                      "-u", "nobody:nogroup", "--hostname", "box", "--", "sh", "-c", "echo $A"});
+  EXPECT_FALSE(o.kernel_given);
+  EXPECT_EQ(o.container.command, (std::vector<std::string>{"sh", "-c", "echo $A"}));
+  EXPECT_EQ(o.container.env, (std::vector<std::string>{"A=1", "B=x=y"}));
+  EXPECT_EQ(o.container.workdir, "/srv");
+  EXPECT_EQ(o.container.user, "nobody:nogroup");
+  EXPECT_EQ(o.container.hostname, "box");
+  ASSERT_EQ(o.machine.drives.size(), 1U);
+  EXPECT_TRUE(o.machine.drives[0].read_only) << "container mode never writes the image";
+  EXPECT_EQ(o.machine.cmdline, kDefaultContainerCmdline);
+  EXPECT_EQ(o.machine.cmdline.find("root="), std::string::npos) << "the init mounts the root drive itself";
+}
+
+TEST(CommandLine, ContainerOptionsAreChecked) {
+  EXPECT_ERROR_CONTAINS(parse({"start", "--env", "NOVALUE", "--", "true"}), "--env 'NOVALUE'");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--env", "=x", "--", "true"}), "--env '=x'");
+  EXPECT_ERROR_CONTAINS(parse({"start", "-w", "relative", "--", "true"}), "absolute");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--initrd", "i", "--", "true"}), "--initrd");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--", ""}), "empty");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--rootfs", "r"}), "--kernel is required");
+}
+
+TEST(CommandLine, VerboseContainerModeKeepsKernelMessages) {
+  const StartOptions o = parse_start({"start", "-v", "--", "true"});
+  EXPECT_EQ(o.machine.cmdline.find("quiet"), std::string::npos);
+}
+
+TEST(ContainerSpec, CarriesTheOptions) {
+  StartOptions o = parse_start({"start", "-e", "A=1", "-w", "/srv", "-u", "1000:1000", "--hostname", "box", "--net",
+                                "tap=t0,ip=169.254.0.2/16,gw=169.254.0.1,dns=169.254.0.1", "--", "ls", "-l"});
+  const auto spec = nlohmann::json::parse(container_spec_json(o, 2500));
+  EXPECT_EQ(spec["args"], nlohmann::json::array({"ls", "-l"}));
+  EXPECT_EQ(spec["env"], nlohmann::json::array({std::string(kDefaultPath), "HOSTNAME=box", "A=1"}));
+  EXPECT_EQ(spec["cwd"], "/srv");
+  EXPECT_EQ(spec["user"], "1000:1000");
+  EXPECT_EQ(spec["hostname"], "box");
+  EXPECT_EQ(spec["root"]["device"], "/dev/vda");
+  EXPECT_EQ(spec["stop_grace_ms"], 2500);
+  ASSERT_EQ(spec["network"].size(), 1U);
+  EXPECT_EQ(spec["network"][0]["interface"], "eth0");
+  EXPECT_EQ(spec["network"][0]["address"], "169.254.0.2/16");
+  EXPECT_EQ(spec["network"][0]["gateway"], "169.254.0.1");
+  EXPECT_EQ(spec["network"][0]["dns"], nlohmann::json::array({"169.254.0.1"}));
+}
+
+TEST(ContainerSpec, AUserPathReplacesTheDefault) {
+  StartOptions o = parse_start({"start", "-e", "PATH=/opt/bin", "--", "x"});
+  const auto spec = nlohmann::json::parse(container_spec_json(o, 3000));
+  EXPECT_EQ(spec["env"], nlohmann::json::array({"HOSTNAME=microvm", "PATH=/opt/bin"}));
+  EXPECT_TRUE(spec["network"].empty());
+}
+
 TEST(CommandLine, MissingKernelIsAnError) {
-  EXPECT_ERROR_CONTAINS(parse({"start"}), "--kernel");
+  EXPECT_ERROR_CONTAINS(parse({"start"}), "--kernel is required unless a container command");
 }
 
 TEST(CommandLine, UnknownCommandIsNamed) {

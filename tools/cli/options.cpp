@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <nlohmann/json.hpp>
 
 namespace microvm::cli {
 
@@ -67,12 +68,51 @@ Result<vmm::NetConfig> parse_net(std::string_view text) {
       net.tap = std::string(part.substr(4));
     } else if (part.starts_with("mac=")) {
       net.mac = TRY_CONTEXT(fmt::format("--net {}", text), devices::virtio::parse_mac(part.substr(4)));
+    } else if (part.starts_with("ip=")) {
+      net.address = std::string(part.substr(3));
+      if (net.address.find('/') == std::string::npos) {
+        return fail("--net {}: ip= needs a prefix length, e.g. ip=169.254.0.2/16", text);
+      }
+    } else if (part.starts_with("gw=")) {
+      net.gateway = std::string(part.substr(3));
+    } else if (part.starts_with("dns=")) {
+      net.dns = std::string(part.substr(4));
     } else {
-      return fail("invalid --net option '{}' in '{}': expected tap=NAME[,mac=MAC]", part, text);
+      return fail(
+          "invalid --net option '{}' in '{}': expected tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR][,dns=ADDR]", part,
+          text);
     }
   }
   if (net.tap.empty()) return fail("--net {} names no TAP device: expected tap=NAME[,mac=MAC]", text);
   return net;
+}
+
+std::string container_spec_json(const StartOptions& options, unsigned stop_grace_ms) {
+  const ContainerOptions& c = options.container;
+  std::vector<std::string> env;
+  const bool has_path =
+      std::any_of(c.env.begin(), c.env.end(), [](const std::string& v) { return v.starts_with("PATH="); });
+  if (!has_path) env.emplace_back(kDefaultPath);
+  env.push_back("HOSTNAME=" + c.hostname);
+  env.insert(env.end(), c.env.begin(), c.env.end());
+  nlohmann::json network = nlohmann::json::array();
+  for (std::size_t i = 0; i < options.machine.nets.size(); ++i) {
+    const vmm::NetConfig& net = options.machine.nets[i];
+    if (net.address.empty()) continue;
+    nlohmann::json interface {
+      {"interface", fmt::format("eth{}", i)}, { "address", net.address }
+    };
+    if (!net.gateway.empty()) interface["gateway"] = net.gateway;
+    interface["dns"] = net.dns.empty() ? nlohmann::json::array() : nlohmann::json::array({net.dns});
+    network.push_back(interface);
+  }
+  const nlohmann::json spec{
+      {"args", c.command},      {"env", env},
+      {"cwd", c.workdir},       {"user", c.user},
+      {"hostname", c.hostname}, {"root", {{"device", "/dev/vda"}, {"fstype", "ext4"}, {"writable_overlay", true}}},
+      {"network", network},     {"stop_grace_ms", stop_grace_ms},
+  };
+  return spec.dump();
 }
 
 Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
@@ -86,7 +126,8 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   start.machine.vcpus = kDefaultVcpus;
   std::string initrd;
   CLI::App* start_cmd = app.add_subcommand("start", "Boot a kernel; the guest's serial console is stdin/stdout");
-  start_cmd->add_option("--kernel", start.machine.kernel_path, "Kernel image: ELF vmlinux or bzImage")->required();
+  start_cmd->add_option("--kernel", start.machine.kernel_path,
+                        "Kernel image: ELF vmlinux or bzImage (default: the kernel tools/setup builds)");
   start_cmd->add_option("--initrd", initrd, "Initial ramdisk (cpio archive, optionally compressed)");
   start_cmd->add_option("--cmdline", start.machine.cmdline, "Kernel command line")
       ->default_str(std::string(kDefaultCmdline));
@@ -97,12 +138,28 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   start_cmd->add_option("--rootfs", rootfs,
                         "Root filesystem image, PATH[,ro]: the first virtio drive (/dev/vda), with root=/dev/vda "
                         "added to the command line");
-  start_cmd->add_option("--drive", drives, "Another virtio drive, PATH[,ro] (repeatable: vdb, vdc, ...)");
-  start_cmd->add_option("--net", nets, "virtio-net on a host TAP, tap=NAME[,mac=MAC] (repeatable)");
+  // Repeatable options take one value per occurrence, so "--net X -- CMD ARGS" leaves CMD alone.
+  start_cmd->add_option("--drive", drives, "Another virtio drive, PATH[,ro] (repeatable: vdb, vdc, ...)")
+      ->allow_extra_args(false);
+  start_cmd
+      ->add_option("--net", nets,
+                   "virtio-net on a host TAP, tap=NAME[,mac=MAC][,ip=ADDR/PREFIX,gw=ADDR,dns=ADDR] (repeatable; "
+                   "ip/gw/dns configure the guest in container mode)")
+      ->allow_extra_args(false);
   start_cmd->add_option("--console", console, "Guest console: serial (ttyS0) or virtio (hvc0)")
       ->check(CLI::IsMember({"serial", "virtio"}))
       ->default_str("serial");
   start_cmd->add_flag("--verbose,-v", start.verbose, "Log VMM diagnostics to stderr");
+  ContainerOptions& container = start.container;
+  start_cmd->add_option("--env,-e", container.env, "Container mode: set K=V for the workload (repeatable)")
+      ->allow_extra_args(false);
+  start_cmd->add_option("--workdir,-w", container.workdir, "Container mode: the workload's working directory")
+      ->default_str("/");
+  start_cmd->add_option("--user,-u", container.user, "Container mode: USER[:GROUP] or UID[:GID] to run as");
+  start_cmd->add_option("--hostname", container.hostname, "Container mode: the guest's hostname")
+      ->default_str(std::string(kDefaultHostname));
+  start_cmd->add_option("command", container.command,
+                        "Container mode: -- CMD [ARGS...] runs CMD from --rootfs under microvm's init");
 
   if (!args.empty() && !args[0].starts_with('-') && args[0] != start_cmd->get_name()) {
     return fail("unknown command '{}'; see 'microvm --help'", args[0]);
@@ -125,7 +182,28 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   }
   start.machine.memory_bytes = TRY(parse_memory_size(memory));
   if (!initrd.empty()) start.machine.initrd_path = initrd;
+  start.kernel_given = start_cmd->get_option("--kernel")->count() > 0;
   const bool default_cmdline = start_cmd->get_option("--cmdline")->count() == 0;
+  const bool container_mode = !container.command.empty();
+  if (container_mode) {
+    if (container.command.front().empty()) return fail("the container command is empty; see 'microvm start --help'");
+    if (!initrd.empty()) return fail("--initrd cannot be combined with a container command (-- CMD)");
+    if (default_cmdline) {
+      start.machine.cmdline = std::string(kDefaultContainerCmdline);
+      if (start.verbose) start.machine.cmdline = "console=ttyS0 reboot=k panic=1 pci=off";
+    }
+    for (const std::string& variable : container.env) {
+      if (variable.empty() || variable.front() == '=') return fail("--env '{}' is not NAME=VALUE", variable);
+      if (variable.find('=') == std::string::npos) {
+        return fail("--env '{}' has no value: use NAME=VALUE", variable);
+      }
+    }
+    if (container.workdir.empty() || container.workdir.front() != '/') {
+      return fail("--workdir '{}' must be an absolute path", container.workdir);
+    }
+  } else if (!start.kernel_given) {
+    return fail("--kernel is required unless a container command follows '--' (microvm start -- CMD)");
+  }
   if (console == "virtio") {
     start.machine.console = vmm::ConsoleKind::kVirtio;
     if (default_cmdline) start.machine.cmdline = std::string(kDefaultVirtioConsoleCmdline);
@@ -133,8 +211,11 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   if (!rootfs.empty()) {
     devices::virtio::BlockOptions root = TRY_CONTEXT("--rootfs", parse_drive(rootfs));
     root.id = "rootfs";
-    // Like Firecracker's is_root_device: the kernel mounts the first drive as /, unless told otherwise.
-    if (start.machine.cmdline.find("root=") == std::string::npos) {
+    // Container mode never writes the image: the init puts a tmpfs overlay on top of it.
+    if (container_mode) root.read_only = true;
+    // Like Firecracker's is_root_device: the kernel mounts the first drive as /, unless told otherwise
+    // (in container mode the init mounts it).
+    if (!container_mode && start.machine.cmdline.find("root=") == std::string::npos) {
       start.machine.cmdline += root.read_only ? " root=/dev/vda ro" : " root=/dev/vda rw";
     }
     start.machine.drives.push_back(std::move(root));

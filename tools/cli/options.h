@@ -20,10 +20,31 @@ inline constexpr std::string_view kDefaultVirtioConsoleCmdline = "console=hvc0 r
 inline constexpr unsigned kDefaultVcpus = 1;
 inline constexpr std::uint64_t kDefaultMemoryBytes = 128ULL << 20;
 
+// The command line in container mode (`microvm start ... -- CMD`): the kernel stays quiet so the
+// workload's output is all the user sees (--verbose drops "quiet").
+inline constexpr std::string_view kDefaultContainerCmdline = "console=ttyS0 loglevel=1 reboot=k panic=1 pci=off";
+// The workload's PATH unless --env sets one (Docker's default for Linux containers).
+inline constexpr std::string_view kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+inline constexpr std::string_view kDefaultHostname = "microvm";
+
+// Container mode: what the workload runs with (guest/init/spec.h documents the spec it becomes).
+struct ContainerOptions {
+  std::vector<std::string> command;  // after "--"; empty: whole-system mode
+  std::vector<std::string> env;      // K=V
+  std::string workdir = "/";
+  std::string user;  // "" (root), NAME, UID, NAME:GROUP, UID:GID
+  std::string hostname = std::string(kDefaultHostname);
+};
+
 struct StartOptions {
   vmm::MachineConfig machine;
   bool verbose = false;
+  bool kernel_given = false;  // false: use the default kernel (see default_asset)
+  ContainerOptions container;
 };
+
+// The container spec (/microvm/spec.json in the guest) for these options.
+[[nodiscard]] std::string container_spec_json(const StartOptions& options, unsigned stop_grace_ms);
 
 struct HelpRequested {
   std::string text;
@@ -34,7 +55,8 @@ struct HelpRequested {
 
 // "PATH" or "PATH,ro" (--drive, --rootfs).
 [[nodiscard]] Result<devices::virtio::BlockOptions> parse_drive(std::string_view text);
-// "tap=NAME" or "tap=NAME,mac=02:00:00:00:00:01" (--net).
+// "tap=NAME[,mac=02:00:00:00:00:01][,ip=ADDR/PREFIX][,gw=ADDR][,dns=ADDR]" (--net; ip/gw/dns are for
+// container mode, where microvm's init configures the interface).
 [[nodiscard]] Result<vmm::NetConfig> parse_net(std::string_view text);
 
 // Parses argv (without argv[0]). Returns the options for `start`, or help text, or an Error whose

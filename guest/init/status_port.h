@@ -1,0 +1,55 @@
+// microvm's status port: the one place that defines the register layout between the container
+// init (guest/init, PID 1 in the guest) and the VMM's device (devices/status_port.h). Constants and
+// constexpr helpers only, no guest-only includes, so both sides compile it.
+//
+// An x86 I/O port range of kSize bytes at kBase (the guest gets access with ioperm(kBase, kSize, 1)).
+//   32-bit OUT at kBase (outl): value = (event << kEventShift) | (payload & kPayloadMask)
+//     kInitStarted      payload 0: /init runs (it has mounted /proc, /sys and /dev)
+//     kWorkloadStarted  payload = the workload's pid & kPayloadMask: it was forked
+//     kWorkloadExited   payload = its exit status 0..255 (code, or 128 + signal; 125 when the init
+//                       could not start it). Sent after every other guest process was killed and the
+//                       console's output was drained, right before the init powers the VM off.
+//   32-bit IN at kBase (inl): bit 0 (kStopRequested) = the host asks the init to stop the workload
+//     (SIGTERM, then SIGKILL after the spec's stop_grace_ms). Bits 1..31 read as zero. A read of all
+//     ones (kNoDevice: what an unclaimed port returns) means "no status device" and never a stop.
+//   Any other access size or offset is ignored by the device and reads as zero.
+#pragma once
+
+#include <cstdint>
+
+namespace microvm::guest::status_port {
+
+inline constexpr std::uint16_t kBase = 0x5a0;  // free in the PC's legacy I/O map
+inline constexpr std::uint16_t kSize = 4;
+inline constexpr std::uint16_t kStatusPortBase = kBase;
+inline constexpr std::uint16_t kStatusPortSize = kSize;
+
+enum class Event : std::uint8_t {
+  kInitStarted = 1,
+  kWorkloadStarted = 2,
+  kWorkloadExited = 3,
+};
+
+inline constexpr unsigned kEventShift = 24;
+inline constexpr std::uint32_t kPayloadMask = (std::uint32_t{1} << kEventShift) - 1;
+
+inline constexpr std::uint32_t kStopRequested = 1U << 0;  // in the value read at kBase
+inline constexpr std::uint32_t kNoDevice = 0xffffffffU;
+
+// The 32-bit value the guest writes to report `event`; the payload is truncated to 24 bits.
+[[nodiscard]] constexpr std::uint32_t encode(Event event, std::uint32_t payload) {
+  return (static_cast<std::uint32_t>(event) << kEventShift) | (payload & kPayloadMask);
+}
+[[nodiscard]] constexpr std::uint8_t event_of(std::uint32_t value) {
+  return static_cast<std::uint8_t>(value >> kEventShift);
+}
+[[nodiscard]] constexpr std::uint32_t payload_of(std::uint32_t value) {
+  return value & kPayloadMask;
+}
+
+// Whether a value read at kBase asks for a stop.
+[[nodiscard]] constexpr bool stop_requested(std::uint32_t read_value) {
+  return read_value != kNoDevice && (read_value & kStopRequested) != 0;
+}
+
+}  // namespace microvm::guest::status_port
