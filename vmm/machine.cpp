@@ -54,6 +54,7 @@ constexpr std::uint32_t kConsoleMinor = 1;
 constexpr std::size_t kConsoleTailLines = 20;  // guest lines kept for a crash report
 // How long the VMM waits, after asking the init to stop the workload, beyond the init's own grace.
 constexpr std::chrono::seconds kStopMargin{5};
+constexpr std::chrono::milliseconds kPauseTimeout{2000};  // for every vCPU to leave KVM_RUN
 
 GuestAddress virtio_base(std::size_t index) {
   return GuestAddress(layout::kVirtioMmioBase.value + layout::kVirtioMmioStride * index);
@@ -90,7 +91,7 @@ Result<std::vector<std::byte>> build_container_initramfs(const ContainerConfig& 
 
 }  // namespace
 
-Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
+Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config, boost::asio::io_context& io) {
   // Everything that needs no KVM comes first, so a bad file or size is reported on any host.
   if (config.vcpus < 1 || config.vcpus > kMaxVcpus) {
     return fail("--cpus {} is out of range: microvm supports 1 to {}", config.vcpus, kMaxVcpus);
@@ -151,13 +152,14 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config) {
                 boot_info.initrd_size, boot_info.initrd_address.value, config.memory_bytes >> 20, config.vcpus,
                 cmdline);
   Vm vm = TRY(kvm.create_vm());
-  auto machine = std::make_unique<Machine>(Key{}, config, std::move(kvm), std::move(vm), std::move(memory));
+  auto machine = std::make_unique<Machine>(Key{}, config, io, std::move(kvm), std::move(vm), std::move(memory));
   TRY_VOID(machine->build(boot_info, std::move(resources)));
   return machine;
 }
 
-Machine::Machine(Key, const MachineConfig& config, Kvm kvm, Vm vm, GuestMemory memory)
+Machine::Machine(Key, const MachineConfig& config, boost::asio::io_context& io, Kvm kvm, Vm vm, GuestMemory memory)
     : config_(config),
+      io_(io),
       kvm_(std::move(kvm)),
       vm_(std::move(vm)),
       memory_(std::move(memory)),
@@ -175,6 +177,10 @@ Machine::~Machine() {
 
 void Machine::join_vcpus() {
   stopping_.store(true);
+  {
+    std::lock_guard lock(pause_mutex_);
+    pause_cv_.notify_all();  // parked vCPUs see stopping_ and leave
+  }
   // immediate_exit covers a thread about to enter KVM_RUN; the signal, one already inside it.
   for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(true);
   for (std::thread& t : threads_) {
@@ -202,7 +208,10 @@ Result<void> Machine::build(const boot::LinuxBootInfo& boot_info, HostResources 
   TRY_VOID(pio_bus_.insert(guest::status_port::kBase, guest::status_port::kSize, status_port_, "status-port"));
 
   // virtio devices in command-line order (see create()): drives, network interfaces, console.
-  for (auto& drive : resources.drives) TRY_VOID(add_virtio(std::move(drive), "virtio-blk"));
+  for (auto& drive : resources.drives) {
+    drives_.push_back(drive.get());
+    TRY_VOID(add_virtio(std::move(drive), "virtio-blk"));
+  }
   taps_ = std::move(resources.taps);
   for (std::size_t i = 0; i < taps_.size(); ++i) {
     devices::virtio::Tap& tap = taps_[i];
@@ -211,6 +220,7 @@ Result<void> Machine::build(const boot::LinuxBootInfo& boot_info, HostResources 
     auto net = std::make_unique<devices::virtio::NetDevice>(
         io_.get_executor(), std::move(backend), config_.nets[i].mac.value_or(default_mac(i)), tap.supports_offloads(),
         [&tap](unsigned flags) { return tap.set_offloads(flags); });
+    nets_.push_back(net.get());
     TRY_VOID(add_virtio(std::move(net), "virtio-net"));
   }
   if (config_.console == ConsoleKind::kVirtio) {
@@ -343,11 +353,14 @@ void Machine::note_unclaimed(const char* access, std::uint64_t port) {
 
 void Machine::vcpu_loop(Vcpu& vcpu) {
   while (!stopping_.load()) {
+    park_if_paused();
+    if (stopping_.load()) return;
     Result<VcpuExit> result = vcpu.run();
     if (!result) {
       stop(StopReason::kError, result.error().message);
       return;
     }
+    exit_counts_[result->index()].fetch_add(1, std::memory_order_relaxed);
     std::visit(
         Overloaded{
             [&](const exit::IoIn& e) { handle_io_in(e.port, e.data, e.count); },
@@ -391,7 +404,27 @@ void Machine::vcpu_loop(Vcpu& vcpu) {
   }
 }
 
-MachineExit Machine::run() {
+// What the event loop serves for a running machine: stop signals, the stop eventfd and console
+// input. On the heap so handlers can refer to it while start() has long returned.
+struct Machine::LoopState {
+  explicit LoopState(boost::asio::io_context& io)
+      : signals(io, SIGINT, SIGTERM, SIGHUP), stop_deadline(io), retry(io) {}
+
+  boost::asio::signal_set signals;
+  boost::asio::steady_timer stop_deadline;
+  int pending_signal = 0;
+  std::function<void()> wait_for_signal;
+  std::optional<boost::asio::posix::stream_descriptor> stop_event;
+  std::optional<boost::asio::posix::stream_descriptor> input;
+  boost::asio::steady_timer retry;
+  std::array<std::uint8_t, 1024> buffer{};
+  std::span<const std::uint8_t> pending;
+  std::function<void()> read_input;
+  std::function<void()> deliver;
+  int input_flags = -1;
+};
+
+void Machine::start() {
   install_kick_handler();
   {
     std::lock_guard lock(exit_mutex_);
@@ -407,85 +440,90 @@ MachineExit Machine::run() {
     });
   }
 
-  boost::asio::io_context& io = io_;
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  loop_ = std::make_unique<LoopState>(io_);
+  LoopState& s = *loop_;
   // A stop signal ends a whole-system VM at once. In container mode the first one asks the init to
   // stop the workload (SIGTERM, SIGKILL after the grace period) so it exits on its own terms; a
   // second signal, or a guest that does not finish in time, ends the VM.
-  boost::asio::steady_timer stop_deadline(io);
-  int pending_signal = 0;
-  std::function<void()> wait_for_signal = [&] {
-    signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+  s.wait_for_signal = [this, &s] {
+    s.signals.async_wait([this, &s](const boost::system::error_code& ec, int signal) {
       if (ec) return;
-      if (!config_.container || pending_signal != 0) {
+      if (!config_.container || s.pending_signal != 0) {
         stop(StopReason::kSignal, fmt::format("stopped by signal {}", signal), signal);
         return;
       }
-      pending_signal = signal;
-      status_port_.request_stop();
+      s.pending_signal = signal;
+      request_workload_stop();
       spdlog::debug("signal {}: asking the guest to stop its workload", signal);
-      stop_deadline.expires_after(std::chrono::milliseconds(config_.container->stop_grace_ms) + kStopMargin);
-      stop_deadline.async_wait([&](const boost::system::error_code& timer_ec) {
-        if (!timer_ec) {
-          stop(StopReason::kSignal,
-               fmt::format("stopped by signal {}: the guest did not stop its workload in time", pending_signal),
-               pending_signal);
-        }
-      });
-      wait_for_signal();
+      s.wait_for_signal();
     });
   };
-  wait_for_signal();
+  s.wait_for_signal();
 
-  boost::asio::posix::stream_descriptor stop_event(io, ::dup(stop_event_.get()));
-  stop_event.async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                        [&io](const boost::system::error_code&) { io.stop(); });
+  s.stop_event.emplace(io_, ::dup(stop_event_.get()));
+  s.stop_event->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                           [this](const boost::system::error_code& ec) {
+                             if (!ec) io_.stop();
+                           });
 
   // Console input: host bytes go to the console device; when its buffer is full, retry shortly.
-  std::optional<boost::asio::posix::stream_descriptor> input;
-  boost::asio::steady_timer retry(io);
-  std::array<std::uint8_t, 1024> buffer{};
-  std::span<const std::uint8_t> pending;
-  std::function<void()> read_input;
-  std::function<void()> deliver = [&] {
-    pending = pending.subspan(deliver_input(pending));
-    if (pending.empty()) {
-      read_input();
+  s.deliver = [this, &s] {
+    s.pending = s.pending.subspan(deliver_input(s.pending));
+    if (s.pending.empty()) {
+      s.read_input();
       return;
     }
-    retry.expires_after(std::chrono::milliseconds(10));
-    retry.async_wait([&](const boost::system::error_code& ec) {
-      if (!ec) deliver();
+    s.retry.expires_after(std::chrono::milliseconds(10));
+    s.retry.async_wait([&s](const boost::system::error_code& ec) {
+      if (!ec) s.deliver();
     });
   };
-  read_input = [&] {
-    input->async_read_some(boost::asio::buffer(buffer), [&](const boost::system::error_code& ec, std::size_t n) {
+  s.read_input = [&s] {
+    s.input->async_read_some(boost::asio::buffer(s.buffer), [&s](const boost::system::error_code& ec, std::size_t n) {
       if (ec) return;  // EOF or error: the guest simply gets no more input
-      pending = std::span<const std::uint8_t>(buffer.data(), n);
-      deliver();
+      s.pending = std::span<const std::uint8_t>(s.buffer.data(), n);
+      s.deliver();
     });
   };
   // The event loop makes the input's open file description non-blocking, which the shell that
   // started microvm shares: put its flags back afterwards.
-  const int input_flags = config_.console_input >= 0 ? ::fcntl(config_.console_input, F_GETFL) : -1;
+  s.input_flags = config_.console_input >= 0 ? ::fcntl(config_.console_input, F_GETFL) : -1;
   if (config_.console_input >= 0) {
     UniqueFd input_fd(::dup(config_.console_input));
     boost::system::error_code ec;
-    input.emplace(io);
-    input->assign(input_fd.get(), ec);
+    s.input.emplace(io_);
+    s.input->assign(input_fd.get(), ec);
     if (ec) {
       spdlog::debug("console input is not pollable ({}); the guest gets no input", ec.message());
-      input.reset();
+      s.input.reset();
     } else {
       static_cast<void>(input_fd.release());  // now owned by the stream descriptor
-      read_input();
+      s.read_input();
     }
   }
+  if (stopping_.load()) io_.stop();  // the guest may have ended before the loop was set up
+}
 
-  if (!stopping_.load()) io.run();
-  input.reset();
-  if (input_flags >= 0) ::fcntl(config_.console_input, F_SETFL, input_flags);
+void Machine::request_workload_stop() {
+  if (!config_.container) return;
+  status_port_.request_stop();
+  if (loop_ == nullptr) return;
+  loop_->stop_deadline.expires_after(std::chrono::milliseconds(config_.container->stop_grace_ms) + kStopMargin);
+  loop_->stop_deadline.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    const int signal = loop_->pending_signal;
+    stop(signal != 0 ? StopReason::kSignal : StopReason::kError,
+         "the guest did not stop its workload in time" + (signal != 0 ? fmt::format(" (signal {})", signal) : ""),
+         signal);
+  });
+}
 
+MachineExit Machine::finish() {
+  if (loop_) {
+    loop_->input.reset();
+    if (loop_->input_flags >= 0) ::fcntl(config_.console_input, F_SETFL, loop_->input_flags);
+    loop_.reset();
+  }
   join_vcpus();
   std::lock_guard lock(exit_mutex_);
   MachineExit result;
@@ -501,6 +539,64 @@ MachineExit Machine::run() {
   result.last_console_lines.assign(console_tail_.begin(), console_tail_.end());
   if (!console_partial_.empty()) result.last_console_lines.push_back(console_partial_);
   return result;
+}
+
+MachineExit Machine::run() {
+  start();
+  io_.run();
+  return finish();
+}
+
+Result<void> Machine::pause() {
+  std::unique_lock lock(pause_mutex_);
+  if (pause_requested_) return {};
+  pause_requested_ = true;
+  for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(true);
+  for (std::thread& t : threads_) ::pthread_kill(t.native_handle(), kick_signal());
+  // vCPUs leave KVM_RUN within microseconds of the kick; one that does not is stuck in a device.
+  if (!pause_cv_.wait_for(lock, kPauseTimeout, [this] { return parked_ == threads_.size() || stopping_.load(); })) {
+    pause_requested_ = false;
+    for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(false);
+    pause_cv_.notify_all();
+    return fail("the vCPUs did not pause within {} ms", kPauseTimeout.count());
+  }
+  spdlog::debug("paused {} vCPU(s)", parked_);
+  return {};
+}
+
+void Machine::resume() {
+  std::lock_guard lock(pause_mutex_);
+  if (!pause_requested_) return;
+  pause_requested_ = false;
+  if (!stopping_.load()) {
+    for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(false);
+  }
+  pause_cv_.notify_all();
+}
+
+bool Machine::paused() const {
+  std::lock_guard lock(pause_mutex_);
+  return pause_requested_;
+}
+
+void Machine::park_if_paused() {
+  std::unique_lock lock(pause_mutex_);
+  if (!pause_requested_) return;
+  ++parked_;
+  pause_cv_.notify_all();
+  pause_cv_.wait(lock, [this] { return !pause_requested_ || stopping_.load(); });
+  --parked_;
+}
+
+MachineMetrics Machine::metrics() const {
+  MachineMetrics m;
+  for (std::size_t i = 0; i < exit_counts_.size(); ++i) m.exits[i] = exit_counts_[i].load(std::memory_order_relaxed);
+  for (const auto* drive : drives_) m.drives.push_back(drive->stats());
+  for (const auto* net : nets_) m.nets.push_back(net->stats());
+  std::lock_guard lock(exit_mutex_);
+  m.markers = markers_;
+  m.workload_exit_code = workload_exit_;
+  return m;
 }
 
 }  // namespace microvm::vmm

@@ -2,9 +2,11 @@
 // one thread per vCPU, serve the console on the event loop, and report how the guest ended.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -13,6 +15,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "boot/linux_boot.h"
@@ -101,19 +104,35 @@ struct MachineExit {
   std::vector<std::string> last_console_lines;  // the guest's last lines, for a crash report
 };
 
+// What GET /microvm/metrics reports: exits by kind (indexed like VcpuExit), per-device counters,
+// the boot markers.
+struct MachineMetrics {
+  std::array<std::uint64_t, std::variant_size_v<VcpuExit>> exits{};
+  std::vector<devices::virtio::BlockStats> drives;
+  std::vector<devices::virtio::NetDevice::Stats> nets;
+  BootMarkers markers;
+  std::optional<int> workload_exit_code;
+};
+// Names for MachineMetrics::exits, in VcpuExit order.
+inline constexpr std::array<const char*, std::variant_size_v<VcpuExit>> kExitNames{
+    "io_in",        "io_out",     "mmio_read",      "mmio_write",  "hlt",    "shutdown",
+    "system_event", "fail_entry", "internal_error", "interrupted", "unknown"};
+
 class Machine {
  public:
   static constexpr unsigned kMaxVcpus = 32;
   static constexpr std::uint64_t kMinMemory = 32ULL << 20;
 
-  static Result<std::unique_ptr<Machine>> create(const MachineConfig& config);
+  // The machine's devices and event handlers live on `io` (the VMM's event loop), which must outlive
+  // it and be run by one thread.
+  static Result<std::unique_ptr<Machine>> create(const MachineConfig& config, boost::asio::io_context& io);
 
   // Only create() can make the key: construction that can fail goes through it.
   class Key {
     friend class Machine;
     Key() = default;
   };
-  Machine(Key, const MachineConfig& config, Kvm kvm, Vm vm, GuestMemory memory);
+  Machine(Key, const MachineConfig& config, boost::asio::io_context& io, Kvm kvm, Vm vm, GuestMemory memory);
 
   // The virtio devices, in the order they were announced on the command line.
   [[nodiscard]] const std::vector<std::unique_ptr<VirtioMmioDevice>>& virtio_devices() const { return virtio_; }
@@ -121,11 +140,30 @@ class Machine {
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;
 
-  // Runs the guest until it powers off, reboots or fails, or the VMM gets a stop signal.
+  // Runs the guest until it powers off, reboots or fails, or the VMM gets a stop signal: start(),
+  // io.run(), finish().
   MachineExit run();
+  // Starts the vCPUs and the machine's event handlers; when the VM ends, the machine stops `io`.
+  void start();
+  // After `io` stopped: joins the vCPUs and says how the VM ended.
+  MachineExit finish();
+
+  // Parks every vCPU outside KVM_RUN (returns once they are, or fails after 2 s); resume() lets them go.
+  [[nodiscard]] Result<void> pause();
+  void resume();
+  [[nodiscard]] bool paused() const;
+  // Container mode: asks the init to stop the workload (it gets SIGTERM, then SIGKILL); the VM ends
+  // when it has, or is stopped after the grace period plus a margin.
+  void request_workload_stop();
+  // Ends the VM now, as if it had powered off (the API's stop for a whole-system guest).
+  void power_off(std::string why) { stop(StopReason::kPowerOff, std::move(why)); }
+  [[nodiscard]] MachineMetrics metrics() const;
+  [[nodiscard]] const MachineConfig& config() const { return config_; }
 
  private:
+  struct LoopState;
   Result<void> build(const boot::LinuxBootInfo& boot_info, HostResources resources);
+  void park_if_paused();
   Result<void> add_virtio(std::unique_ptr<devices::virtio::VirtioDevice> device, std::string_view name);
   std::size_t deliver_input(std::span<const std::uint8_t> bytes);
   void vcpu_loop(Vcpu& vcpu);
@@ -138,7 +176,7 @@ class Machine {
   void on_status(devices::StatusPort::Event event, std::uint32_t payload, BootMarkers::TimePoint when);
 
   MachineConfig config_;
-  boost::asio::io_context io_;  // the event loop: console input, signals, virtio notifications and backends
+  boost::asio::io_context& io_;  // the event loop: console input, signals, virtio notifications and backends
   Kvm kvm_;
   Vm vm_;
   GuestMemory memory_;
@@ -150,13 +188,21 @@ class Machine {
   Bus pio_bus_;
   Bus mmio_bus_;
   devices::virtio::ConsoleDevice* virtio_console_ = nullptr;  // owned by virtio_, when --console virtio
-  std::vector<devices::virtio::Tap> taps_;                    // kept open for TUNSETOFFLOAD; the net devices use dups
+  std::vector<devices::virtio::BlockDevice*> drives_;         // owned by virtio_ (for metrics)
+  std::vector<devices::virtio::NetDevice*> nets_;
+  std::vector<devices::virtio::Tap> taps_;  // kept open for TUNSETOFFLOAD; the net devices use dups
   std::vector<std::unique_ptr<VirtioMmioDevice>> virtio_;
   std::vector<Vcpu> vcpus_;
   std::vector<std::thread> threads_;
 
   std::atomic<bool> stopping_{false};
-  std::mutex exit_mutex_;
+  mutable std::mutex pause_mutex_;
+  std::condition_variable pause_cv_;
+  bool pause_requested_ = false;  // under pause_mutex_
+  std::size_t parked_ = 0;        // vCPU threads waiting in park_if_paused (under pause_mutex_)
+  std::array<std::atomic<std::uint64_t>, std::variant_size_v<VcpuExit>> exit_counts_{};  // by VcpuExit index
+  std::unique_ptr<LoopState> loop_;
+  mutable std::mutex exit_mutex_;
   std::optional<MachineExit> exit_;
   BootMarkers markers_;                     // under exit_mutex_
   std::optional<int> workload_exit_;        // under exit_mutex_

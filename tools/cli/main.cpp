@@ -3,114 +3,153 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
+#include <fstream>
+#include <sstream>
 
+#include "api/client.h"
+#include "api/handler.h"
+#include "api/server.h"
+#include "tools/cli/controller.h"
 #include "tools/cli/options.h"
 #include "tools/cli/terminal.h"
 
 namespace {
 
 constexpr int kExitFailure = 1;
-constexpr int kExitSignalBase = 128;  // like a shell: 128 + signal number
-
+constexpr int kExitUsage = 2;
+constexpr int kExitSignalBase = 128;        // like a shell: 128 + signal number
 constexpr int kExitContainerFailure = 125;  // like `docker run`: the runtime failed, not the workload
-constexpr unsigned kStopGraceMs = 3000;     // SIGTERM to SIGKILL when microvm is asked to stop
 
-// Where tools/setup puts the default kernel and rootfs: $MICROVM_CACHE, else
-// ${XDG_CACHE_HOME:-~/.cache}/microvm, then "default/".
-std::string default_asset(std::string_view name) {
-  std::string dir;
-  if (const char* cache = std::getenv("MICROVM_CACHE"); cache != nullptr && *cache != '\0') {
-    dir = cache;
-  } else if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0') {
-    dir = std::string(xdg) + "/microvm";
-  } else {
-    const char* home = std::getenv("HOME");
-    dir = std::string(home != nullptr ? home : "/root") + "/.cache/microvm";
-  }
-  return fmt::format("{}/default/{}", dir, name);
+int error(const std::string& message) {
+  fmt::print(stderr, "microvm: error: {}\n", message);
+  return kExitFailure;
 }
 
-// microvm-init sits next to the microvm binary (the build puts both in build/); MICROVM_INIT overrides.
-std::string init_binary() {
-  if (const char* path = std::getenv("MICROVM_INIT"); path != nullptr && *path != '\0') return path;
-  std::error_code ec;
-  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return (ec ? std::filesystem::path(".") : self.parent_path()) / "microvm-init";
-}
-
-microvm::Result<void> resolve_defaults(microvm::cli::StartOptions& options) {
-  const bool container = !options.container.command.empty();
-  if (!options.kernel_given) {
-    options.machine.kernel_path = default_asset("vmlinux");
-    if (!std::filesystem::exists(options.machine.kernel_path)) {
-      return microvm::fail(
-          "no --kernel given and the default kernel {} does not exist: run tools/setup, or pass --kernel",
-          options.machine.kernel_path);
+// How microvm exits for a VM that ended: the workload's status in container mode, else 0 for a
+// guest that powered off or rebooted, 128 + N for signal N, 1 for a failure.
+int exit_status(const microvm::vmm::MachineExit& exit, bool container) {
+  using microvm::vmm::StopReason;
+  if (container) {
+    if (exit.workload_exit_code) return *exit.workload_exit_code;
+    if (exit.reason == StopReason::kSignal) {
+      fmt::print(stderr, "microvm: {}\n", exit.detail);
+      return kExitSignalBase + exit.signal;
     }
+    fmt::print(stderr, "microvm: error: the guest stopped before its workload finished ({}); its last console lines:\n",
+               exit.detail);
+    for (const std::string& line : exit.last_console_lines) fmt::print(stderr, "  | {}\n", line);
+    return kExitContainerFailure;
   }
-  if (!container) return {};
-  const bool has_root = !options.machine.drives.empty() && options.machine.drives.front().id == "rootfs";
-  if (!has_root) {
-    const std::string rootfs = default_asset("rootfs.ext4");
-    if (!std::filesystem::exists(rootfs)) {
-      return microvm::fail(
-          "no --rootfs given and the default rootfs {} does not exist: run tools/setup, or pass --rootfs", rootfs);
-    }
-    options.machine.drives.insert(options.machine.drives.begin(),
-                                  microvm::devices::virtio::BlockOptions{rootfs, true, "rootfs"});
+  switch (exit.reason) {
+    case StopReason::kPowerOff:
+    case StopReason::kReboot: return 0;
+    case StopReason::kSignal: fmt::print(stderr, "microvm: {}\n", exit.detail); return kExitSignalBase + exit.signal;
+    case StopReason::kError: break;
   }
-  options.machine.container = microvm::vmm::ContainerConfig{
-      init_binary(), microvm::cli::container_spec_json(options, kStopGraceMs), kStopGraceMs};
-  return {};
+  return error(exit.detail);
 }
 
-int container_exit(const microvm::vmm::MachineExit& exit) {
-  if (exit.workload_exit_code) return *exit.workload_exit_code;
-  if (exit.reason == microvm::vmm::StopReason::kSignal) {
-    fmt::print(stderr, "microvm: {}\n", exit.detail);
-    return kExitSignalBase + exit.signal;
-  }
-  fmt::print(stderr, "microvm: error: the guest stopped before its workload finished ({}); its last console lines:\n",
-             exit.detail);
-  for (const std::string& line : exit.last_console_lines) fmt::print(stderr, "  | {}\n", line);
-  return kExitContainerFailure;
-}
-
-int run_start(microvm::cli::StartOptions options) {
-  if (auto resolved = resolve_defaults(options); !resolved) {
-    fmt::print(stderr, "microvm: error: {}\n", resolved.error().message);
-    return kExitFailure;
-  }
-  auto machine = microvm::vmm::Machine::create(options.machine);
-  if (!machine) {
-    fmt::print(stderr, "microvm: error: {}\n", machine.error().message);
-    return kExitFailure;
-  }
+// A VM from flags alone.
+int run_plain(microvm::cli::StartOptions options) {
+  if (auto resolved = microvm::cli::resolve_defaults(options); !resolved) return error(resolved.error().message);
+  boost::asio::io_context io;
+  auto machine = microvm::vmm::Machine::create(options.machine, io);
+  if (!machine) return error(machine.error().message);
   microvm::vmm::MachineExit exit;
   {
     microvm::cli::RawTerminal raw(options.machine.console_input);
     exit = (*machine)->run();
   }
   spdlog::info("guest stopped: {}", exit.detail);
-  if (options.machine.container) return container_exit(exit);
-  switch (exit.reason) {
-    case microvm::vmm::StopReason::kPowerOff:
-    case microvm::vmm::StopReason::kReboot: return 0;
-    case microvm::vmm::StopReason::kSignal:
-      fmt::print(stderr, "microvm: {}\n", exit.detail);
-      return kExitSignalBase + exit.signal;
-    case microvm::vmm::StopReason::kError: break;
+  return exit_status(exit, options.machine.container.has_value());
+}
+
+microvm::Result<microvm::api::VmConfig> read_config_file(const std::string& path) {
+  std::ifstream file(path);
+  if (!file) return microvm::fail("cannot read config file {}: {}", path, microvm::errno_text(errno));
+  std::stringstream text;
+  text << file.rdbuf();
+  const nlohmann::json json = TRY_CONTEXT(fmt::format("config file {}", path), microvm::api::parse_json(text.str()));
+  return TRY_CONTEXT(fmt::format("config file {}", path), microvm::api::parse_vm_config(json));
+}
+
+// A VM driven over the API socket and/or booted from a config file.
+int run_with_api(microvm::cli::StartOptions options, std::chrono::steady_clock::time_point process_start) {
+  microvm::api::VmConfig config = microvm::cli::to_vm_config(options);
+  bool start_now = options.kernel_given || !options.container.command.empty();
+  if (!options.config_file.empty()) {
+    auto from_file = read_config_file(options.config_file);
+    if (!from_file) return error(from_file.error().message);
+    config = std::move(*from_file);
+    start_now = true;  // like Firecracker: a config file boots at once
   }
-  fmt::print(stderr, "microvm: error: {}\n", exit.detail);
-  return kExitFailure;
+  boost::asio::io_context io;
+  microvm::cli::VmmController controller(io, options, config, process_start);
+  std::unique_ptr<microvm::api::Server> server;
+  if (!options.api_sock.empty()) {
+    auto created = microvm::api::Server::create(io, options.api_sock, controller);
+    if (!created) return error(fmt::format("API socket {}: {}", options.api_sock, created.error().message));
+    server = std::move(*created);
+    spdlog::debug("API on {}", options.api_sock);
+  }
+  if (start_now) {
+    if (auto started = controller.start(); !started) return error(started.error().message);
+  }
+  // Until the VM starts, a stop signal ends microvm; afterwards the machine handles them.
+  int signal_before_start = 0;
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+    if (ec || controller.machine() != nullptr) return;
+    signal_before_start = signal;
+    io.stop();
+  });
+  {
+    microvm::cli::RawTerminal raw(options.machine.console_input);
+    io.run();
+  }
+  if (controller.machine() == nullptr) {
+    fmt::print(stderr, "microvm: stopped by signal {} before the VM was started\n", signal_before_start);
+    return kExitSignalBase + signal_before_start;
+  }
+  const microvm::vmm::MachineExit exit = controller.machine()->finish();
+  spdlog::info("guest stopped: {}", exit.detail);
+  return exit_status(exit, controller.container_mode());
+}
+
+// `microvm ctl`: one request, the answer's body on stdout (status, config, metrics), one line on failure.
+int run_ctl(const microvm::cli::CtlOptions& ctl) {
+  struct Call {
+    const char* method;
+    const char* target;
+    const char* body;
+  };
+  Call call{"GET", "/microvm/status", ""};
+  if (ctl.action == "pause") call = {"PATCH", "/vm", R"({"state": "Paused"})"};
+  if (ctl.action == "resume") call = {"PATCH", "/vm", R"({"state": "Resumed"})"};
+  if (ctl.action == "stop") call = {"PUT", "/actions", R"({"action_type": "SendCtrlAltDel"})"};
+  if (ctl.action == "config") call = {"GET", "/vm/config", ""};
+  if (ctl.action == "metrics") call = {"GET", "/microvm/metrics", ""};
+  auto response = microvm::api::request(ctl.sock, call.method, call.target, call.body);
+  if (!response) return error(response.error().message);
+  if (response->status >= 300) {
+    std::string message = response->body;
+    if (auto json = microvm::api::parse_json(response->body); json && json->contains("fault_message")) {
+      message = (*json)["fault_message"].get<std::string>();
+    }
+    return error(fmt::format("{} failed ({}): {}", ctl.action, response->status, message));
+  }
+  if (!response->body.empty()) fmt::print("{}\n", response->body);
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  const auto process_start = std::chrono::steady_clock::now();
   ::signal(SIGPIPE, SIG_IGN);
   auto logger = spdlog::stderr_logger_st("microvm");
   logger->set_pattern("microvm: %l: %v");
@@ -120,12 +159,16 @@ int main(int argc, char** argv) {
   auto parsed = microvm::cli::parse_command_line(std::vector<std::string>(argv + 1, argv + argc));
   if (!parsed) {
     fmt::print(stderr, "microvm: error: {}\n", parsed.error().message);
-    return 2;
+    return kExitUsage;
   }
   if (parsed->help) {
     fmt::print("{}", parsed->help->text);
     return 0;
   }
+  if (parsed->ctl) return run_ctl(*parsed->ctl);
   if (parsed->start->verbose) spdlog::set_level(spdlog::level::debug);
-  return run_start(*parsed->start);
+  if (!parsed->start->api_sock.empty() || !parsed->start->config_file.empty()) {
+    return run_with_api(*parsed->start, process_start);
+  }
+  return run_plain(*parsed->start);
 }

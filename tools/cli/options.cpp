@@ -150,6 +150,12 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
       ->check(CLI::IsMember({"serial", "virtio"}))
       ->default_str("serial");
   start_cmd->add_flag("--verbose,-v", start.verbose, "Log VMM diagnostics to stderr");
+  start_cmd->add_option("--api-sock", start.api_sock,
+                        "Serve the Firecracker-compatible API on this Unix socket; without --kernel or a command, "
+                        "wait for InstanceStart");
+  start_cmd->add_option("--config-file", start.config_file,
+                        "Boot from a Firecracker-style config file (boot-source, drives, machine-config, "
+                        "network-interfaces; microvm's container)");
   ContainerOptions& container = start.container;
   start_cmd->add_option("--env,-e", container.env, "Container mode: set K=V for the workload (repeatable)")
       ->allow_extra_args(false);
@@ -161,7 +167,15 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   start_cmd->add_option("command", container.command,
                         "Container mode: -- CMD [ARGS...] runs CMD from --rootfs under microvm's init");
 
-  if (!args.empty() && !args[0].starts_with('-') && args[0] != start_cmd->get_name()) {
+  CtlOptions ctl;
+  CLI::App* ctl_cmd = app.add_subcommand("ctl", "Drive a running microvm over its API socket");
+  ctl_cmd->add_option("--sock", ctl.sock, "The API socket (microvm start --api-sock)")->required();
+  ctl_cmd->add_option("action", ctl.action, "status | pause | resume | stop | config | metrics")
+      ->required()
+      ->check(CLI::IsMember({"status", "pause", "resume", "stop", "config", "metrics"}));
+
+  if (!args.empty() && !args[0].starts_with('-') && args[0] != start_cmd->get_name() &&
+      args[0] != ctl_cmd->get_name()) {
     return fail("unknown command '{}'; see 'microvm --help'", args[0]);
   }
   // CLI11 wants argv order reversed in a vector.
@@ -169,16 +183,19 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   try {
     app.parse(reversed);
   } catch (const CLI::CallForHelp&) {
-    return ParsedCommand{std::nullopt, HelpRequested{app.help()}};
+    return ParsedCommand{std::nullopt, HelpRequested{app.help()}, std::nullopt};
   } catch (const CLI::CallForAllHelp&) {
-    return ParsedCommand{std::nullopt, HelpRequested{app.help("", CLI::AppFormatMode::All)}};
+    return ParsedCommand{std::nullopt, HelpRequested{app.help("", CLI::AppFormatMode::All)}, std::nullopt};
   } catch (const CLI::ParseError& e) {
     if (start_cmd->parsed() && e.get_exit_code() == 0)
-      return ParsedCommand{std::nullopt, HelpRequested{start_cmd->help()}};
-    return fail("{}; see 'microvm start --help'", e.what());
+      return ParsedCommand{std::nullopt, HelpRequested{start_cmd->help()}, std::nullopt};
+    if (ctl_cmd->parsed() && e.get_exit_code() == 0)
+      return ParsedCommand{std::nullopt, HelpRequested{ctl_cmd->help()}, std::nullopt};
+    return fail("{}; see 'microvm {} --help'", e.what(), ctl_cmd->parsed() ? "ctl" : "start");
   }
+  if (ctl_cmd->parsed()) return ParsedCommand{std::nullopt, std::nullopt, ctl};
   if (start_cmd->get_help_ptr() != nullptr && start_cmd->get_help_ptr()->count() > 0) {
-    return ParsedCommand{std::nullopt, HelpRequested{start_cmd->help()}};
+    return ParsedCommand{std::nullopt, HelpRequested{start_cmd->help()}, std::nullopt};
   }
   start.machine.memory_bytes = TRY(parse_memory_size(memory));
   if (!initrd.empty()) start.machine.initrd_path = initrd;
@@ -201,8 +218,10 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
     if (container.workdir.empty() || container.workdir.front() != '/') {
       return fail("--workdir '{}' must be an absolute path", container.workdir);
     }
-  } else if (!start.kernel_given) {
-    return fail("--kernel is required unless a container command follows '--' (microvm start -- CMD)");
+  } else if (!start.kernel_given && start.api_sock.empty() && start.config_file.empty()) {
+    return fail(
+        "--kernel is required unless a container command follows '--' (microvm start -- CMD), or the VM "
+        "is configured over --api-sock or by --config-file");
   }
   if (console == "virtio") {
     start.machine.console = vmm::ConsoleKind::kVirtio;
@@ -226,7 +245,7 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
     start.machine.drives.push_back(std::move(drive));
   }
   for (const std::string& text : nets) start.machine.nets.push_back(TRY(parse_net(text)));
-  return ParsedCommand{start, std::nullopt};
+  return ParsedCommand{start, std::nullopt, std::nullopt};
 }
 
 }  // namespace microvm::cli

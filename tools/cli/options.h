@@ -39,6 +39,8 @@ struct ContainerOptions {
 struct StartOptions {
   vmm::MachineConfig machine;
   bool verbose = false;
+  std::string api_sock;       // --api-sock: serve the API here
+  std::string config_file;    // --config-file: Firecracker's full-config JSON
   bool kernel_given = false;  // false: use the default kernel (see default_asset)
   ContainerOptions container;
 };
@@ -61,9 +63,16 @@ struct HelpRequested {
 
 // Parses argv (without argv[0]). Returns the options for `start`, or help text, or an Error whose
 // message is the one line to print.
+// `microvm ctl --sock PATH ACTION`: a thin client of the API socket.
+struct CtlOptions {
+  std::string sock;
+  std::string action;  // status, pause, resume, stop, config, metrics
+};
+
 struct ParsedCommand {
   std::optional<StartOptions> start;
   std::optional<HelpRequested> help;
+  std::optional<CtlOptions> ctl;
 };
 [[nodiscard]] Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args);
 
