@@ -103,5 +103,16 @@ TEST(CommandLine, CtlActions) {
   EXPECT_ERROR_CONTAINS(parse_command_line({"ctl", "status"}), "--sock");
 }
 
+TEST(CommandLine, RootfsBuild) {
+  auto parsed = parse_command_line({"rootfs", "build", "img.tar", "-o", "out.ext4", "--size", "512M"});
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message;
+  ASSERT_TRUE(parsed->rootfs_build.has_value());
+  EXPECT_EQ(parsed->rootfs_build->source, "img.tar");
+  EXPECT_EQ(parsed->rootfs_build->output, "out.ext4");
+  EXPECT_EQ(parsed->rootfs_build->size, "512M");
+  EXPECT_ERROR_CONTAINS(parse_command_line({"rootfs", "build", "img.tar"}), "--output");
+  EXPECT_ERROR_CONTAINS(parse_command_line({"rootfs", "build", "-o", "x"}), "source");
+}
+
 }  // namespace
 }  // namespace microvm::cli

@@ -3,10 +3,13 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -146,6 +149,22 @@ int run_ctl(const microvm::cli::CtlOptions& ctl) {
   return 0;
 }
 
+// `microvm rootfs build`: tools/rootfs-build (python3) does it; MICROVM_ROOTFS_BUILD overrides where it is.
+int run_rootfs_build(const microvm::cli::RootfsBuildOptions& options) {
+  const char* override_path = std::getenv("MICROVM_ROOTFS_BUILD");
+  const std::string script = override_path != nullptr && *override_path != '\0'
+                                 ? std::string(override_path)
+                                 : std::string(MICROVM_TOOLS_DIR) + "/rootfs-build";
+  std::vector<std::string> args{script, options.source, "-o", options.output};
+  if (!options.size.empty()) args.insert(args.end(), {"--size", options.size});
+  if (!options.label.empty()) args.insert(args.end(), {"--label", options.label});
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  ::execv(script.c_str(), argv.data());
+  return error(fmt::format("cannot run the rootfs builder {}: {}", script, microvm::errno_text(errno)));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -166,6 +185,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (parsed->ctl) return run_ctl(*parsed->ctl);
+  if (parsed->rootfs_build) return run_rootfs_build(*parsed->rootfs_build);
   if (parsed->start->verbose) spdlog::set_level(spdlog::level::debug);
   if (!parsed->start->api_sock.empty() || !parsed->start->config_file.empty()) {
     return run_with_api(*parsed->start, process_start);

@@ -174,8 +174,18 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
       ->required()
       ->check(CLI::IsMember({"status", "pause", "resume", "stop", "config", "metrics"}));
 
+  RootfsBuildOptions rootfs_build;
+  CLI::App* rootfs_cmd = app.add_subcommand("rootfs", "Root filesystem images");
+  rootfs_cmd->require_subcommand(1);
+  CLI::App* build_cmd = rootfs_cmd->add_subcommand(
+      "build", "Make an ext4 image from a directory, a tar (docker export) or a docker save archive");
+  build_cmd->add_option("source", rootfs_build.source, "Directory, tar file or docker save archive")->required();
+  build_cmd->add_option("-o,--output", rootfs_build.output, "The ext4 image to write")->required();
+  build_cmd->add_option("--size", rootfs_build.size, "Image size, e.g. 512M (default: content + 30% + 16 MiB)");
+  build_cmd->add_option("--label", rootfs_build.label, "Filesystem label");
+
   if (!args.empty() && !args[0].starts_with('-') && args[0] != start_cmd->get_name() &&
-      args[0] != ctl_cmd->get_name()) {
+      args[0] != ctl_cmd->get_name() && args[0] != rootfs_cmd->get_name()) {
     return fail("unknown command '{}'; see 'microvm --help'", args[0]);
   }
   // CLI11 wants argv order reversed in a vector.
@@ -183,19 +193,22 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   try {
     app.parse(reversed);
   } catch (const CLI::CallForHelp&) {
-    return ParsedCommand{std::nullopt, HelpRequested{app.help()}, std::nullopt};
+    return ParsedCommand{.help = HelpRequested{app.help()}};
   } catch (const CLI::CallForAllHelp&) {
-    return ParsedCommand{std::nullopt, HelpRequested{app.help("", CLI::AppFormatMode::All)}, std::nullopt};
+    return ParsedCommand{.help = HelpRequested{app.help("", CLI::AppFormatMode::All)}};
   } catch (const CLI::ParseError& e) {
-    if (start_cmd->parsed() && e.get_exit_code() == 0)
-      return ParsedCommand{std::nullopt, HelpRequested{start_cmd->help()}, std::nullopt};
-    if (ctl_cmd->parsed() && e.get_exit_code() == 0)
-      return ParsedCommand{std::nullopt, HelpRequested{ctl_cmd->help()}, std::nullopt};
-    return fail("{}; see 'microvm {} --help'", e.what(), ctl_cmd->parsed() ? "ctl" : "start");
+    if (start_cmd->parsed() && e.get_exit_code() == 0) return ParsedCommand{.help = HelpRequested{start_cmd->help()}};
+    if (ctl_cmd->parsed() && e.get_exit_code() == 0) return ParsedCommand{.help = HelpRequested{ctl_cmd->help()}};
+    if (e.get_exit_code() == 0) return ParsedCommand{.help = HelpRequested{app.help()}};
+    return fail("{}; see 'microvm {} --help'", e.what(),
+                ctl_cmd->parsed()      ? "ctl"
+                : rootfs_cmd->parsed() ? "rootfs build"
+                                       : "start");
   }
-  if (ctl_cmd->parsed()) return ParsedCommand{std::nullopt, std::nullopt, ctl};
+  if (ctl_cmd->parsed()) return ParsedCommand{.ctl = ctl};
+  if (build_cmd->parsed()) return ParsedCommand{.rootfs_build = rootfs_build};
   if (start_cmd->get_help_ptr() != nullptr && start_cmd->get_help_ptr()->count() > 0) {
-    return ParsedCommand{std::nullopt, HelpRequested{start_cmd->help()}, std::nullopt};
+    return ParsedCommand{.help = HelpRequested{start_cmd->help()}};
   }
   start.machine.memory_bytes = TRY(parse_memory_size(memory));
   if (!initrd.empty()) start.machine.initrd_path = initrd;
@@ -245,7 +258,7 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
     start.machine.drives.push_back(std::move(drive));
   }
   for (const std::string& text : nets) start.machine.nets.push_back(TRY(parse_net(text)));
-  return ParsedCommand{start, std::nullopt, std::nullopt};
+  return ParsedCommand{.start = start};
 }
 
 }  // namespace microvm::cli

@@ -69,10 +69,19 @@ struct CtlOptions {
   std::string action;  // status, pause, resume, stop, config, metrics
 };
 
-struct ParsedCommand {
-  std::optional<StartOptions> start;
-  std::optional<HelpRequested> help;
-  std::optional<CtlOptions> ctl;
+// `microvm rootfs build SRC -o IMG [--size S] [--label L]`: tools/rootfs-build does the work.
+struct RootfsBuildOptions {
+  std::string source;
+  std::string output;
+  std::string size;
+  std::string label;
+};
+
+struct ParsedCommand {  // exactly one is set
+  std::optional<StartOptions> start = std::nullopt;
+  std::optional<HelpRequested> help = std::nullopt;
+  std::optional<CtlOptions> ctl = std::nullopt;
+  std::optional<RootfsBuildOptions> rootfs_build = std::nullopt;
 };
 [[nodiscard]] Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args);
 
