@@ -181,13 +181,15 @@ void Machine::join_vcpus() {
     std::lock_guard lock(pause_mutex_);
     pause_cv_.notify_all();  // parked vCPUs see stopping_ and leave
   }
+  kick_vcpus();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+}
+
+void Machine::kick_vcpus() {
   // immediate_exit covers a thread about to enter KVM_RUN; the signal, one already inside it.
   for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(true);
-  for (std::thread& t : threads_) {
-    ::pthread_kill(t.native_handle(), kick_signal());
-    t.join();
-  }
-  threads_.clear();
+  for (std::thread& t : threads_) ::pthread_kill(t.native_handle(), kick_signal());
 }
 
 Result<void> Machine::build(const boot::LinuxBootInfo& boot_info, HostResources resources) {
@@ -551,8 +553,7 @@ Result<void> Machine::pause() {
   std::unique_lock lock(pause_mutex_);
   if (pause_requested_) return {};
   pause_requested_ = true;
-  for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(true);
-  for (std::thread& t : threads_) ::pthread_kill(t.native_handle(), kick_signal());
+  kick_vcpus();
   // vCPUs leave KVM_RUN within microseconds of the kick; one that does not is stuck in a device.
   if (!pause_cv_.wait_for(lock, kPauseTimeout, [this] { return parked_ == threads_.size() || stopping_.load(); })) {
     pause_requested_ = false;

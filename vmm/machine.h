@@ -168,6 +168,7 @@ class Machine {
   std::size_t deliver_input(std::span<const std::uint8_t> bytes);
   void vcpu_loop(Vcpu& vcpu);
   void join_vcpus();  // stops and joins every vCPU thread (idempotent)
+  void kick_vcpus();  // makes every vCPU thread leave (or not enter) KVM_RUN
   void handle_io_in(std::uint16_t port, std::span<std::uint8_t> data, std::uint32_t count);
   void handle_io_out(std::uint16_t port, std::span<const std::uint8_t> data, std::uint32_t count);
   void note_unclaimed(const char* access, std::uint64_t port);
