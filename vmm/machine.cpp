@@ -70,6 +70,8 @@ devices::virtio::MacAddress default_mac(std::size_t index) {
 static_assert(layout::kPortAcpiPm1Control == layout::kPortAcpiPm1Event + devices::AcpiPm::kControlBlockOffset);
 static_assert(boot::kAcpiSleepTypeS5 == devices::AcpiPm::kSleepTypeS5);
 
+}  // namespace
+
 // The container-mode initramfs: microvm-init as /init, the spec, and the directories and console
 // node the init needs before it mounts anything (the kernel opens /dev/console for PID 1).
 Result<std::vector<std::byte>> build_container_initramfs(const ContainerConfig& container) {
@@ -88,8 +90,6 @@ Result<std::vector<std::byte>> build_container_initramfs(const ContainerConfig& 
   };
   return boot::build_cpio(entries);
 }
-
-}  // namespace
 
 Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config, boost::asio::io_context& io) {
   // Everything that needs no KVM comes first, so a bad file or size is reported on any host.

@@ -113,6 +113,10 @@ struct MachineMetrics {
   BootMarkers markers;
   std::optional<int> workload_exit_code;
 };
+// The container-mode initramfs the machine boots: microvm-init as /init, the spec as
+// /microvm/spec.json, and the nodes the init needs first. (`microvm start --write-initramfs` saves it.)
+[[nodiscard]] Result<std::vector<std::byte>> build_container_initramfs(const ContainerConfig& container);
+
 // Names for MachineMetrics::exits, in VcpuExit order.
 inline constexpr std::array<const char*, std::variant_size_v<VcpuExit>> kExitNames{
     "io_in",        "io_out",     "mmio_read",      "mmio_write",  "hlt",    "shutdown",

@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+
 #include "tests/unit/test_support.h"
 
 namespace microvm::cli {
@@ -112,6 +116,50 @@ TEST(CommandLine, RootfsBuild) {
   EXPECT_EQ(parsed->rootfs_build->size, "512M");
   EXPECT_ERROR_CONTAINS(parse_command_line({"rootfs", "build", "img.tar"}), "--output");
   EXPECT_ERROR_CONTAINS(parse_command_line({"rootfs", "build", "-o", "x"}), "source");
+}
+
+TEST(CommandLine, MetricsFileAndWriteInitramfs) {
+  const StartOptions o =
+      parse_start({"start", "--metrics-file", "/tmp/m.json", "--write-initramfs", "/tmp/i.cpio", "--", "/bin/true"});
+  EXPECT_EQ(o.metrics_file, "/tmp/m.json");
+  EXPECT_EQ(o.write_initramfs, "/tmp/i.cpio");
+  // Only container mode has an init to write, and it writes a file instead of serving an API.
+  EXPECT_ERROR_CONTAINS(parse_command_line({"start", "--kernel", "k", "--write-initramfs", "/tmp/i.cpio"}),
+                        "needs a container command");
+  EXPECT_ERROR_CONTAINS(parse_command_line({"start", "--api-sock", "/s", "--write-initramfs", "/tmp/i", "--", "x"}),
+                        "--api-sock");
+}
+
+TEST(Controller, MetricsJsonCarriesMarkersOnTheMonotonicClock) {
+  const auto start = std::chrono::steady_clock::now();
+  vmm::MachineMetrics m;
+  m.exits[0] = 7;
+  m.markers.vcpus_started = start + std::chrono::milliseconds(5);
+  m.markers.workload_started = start + std::chrono::milliseconds(40);
+  m.workload_exit_code = 3;
+  vmm::MachineConfig config;
+  const nlohmann::json json = metrics_json(m, config, start);
+  EXPECT_EQ(json["vcpu_exits"]["io_in"], 7);
+  EXPECT_DOUBLE_EQ(json["boot_markers"]["vcpus_started_ms"].get<double>(), 5.0);
+  EXPECT_DOUBLE_EQ(json["boot_markers"]["workload_started_ms"].get<double>(), 40.0);
+  EXPECT_TRUE(json["boot_markers"]["init_started_ms"].is_null());
+  EXPECT_EQ(json["boot_markers"]["process_start_monotonic_ns"].get<std::int64_t>(),
+            std::chrono::duration_cast<std::chrono::nanoseconds>(start.time_since_epoch()).count());
+  EXPECT_EQ(json["workload_exit_code"], 3);
+
+  const std::string path = ::testing::TempDir() + "controller_test_metrics.json";
+  ASSERT_TRUE(write_metrics_file(path, json).has_value());
+  std::ifstream file(path);
+  EXPECT_EQ(nlohmann::json::parse(file), json);
+  std::remove(path.c_str());
+  EXPECT_ERROR_CONTAINS(write_metrics_file("/nonexistent-dir/m.json", json), "cannot write the metrics file");
+}
+
+TEST(Controller, FlushMetricsNeedsAMetricsFile) {
+  boost::asio::io_context io;
+  StartOptions base;
+  VmmController controller(io, base, api::VmConfig{}, std::chrono::steady_clock::now());
+  EXPECT_ERROR_CONTAINS(controller.flush_metrics(), "--metrics-file");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "tests/unit/test_support.h"
+#include "vmm/machine.h"
 
 namespace microvm::boot {
 namespace {
@@ -100,6 +101,30 @@ TEST(Initramfs, CpioToolReadsIt) {
   EXPECT_EQ(::pclose(pipe), 0) << listing;
   EXPECT_EQ(listing, "init\na\na/b.txt\n");
   std::remove(path.c_str());
+}
+
+TEST(Initramfs, ContainerInitramfsHoldsTheInitAndTheSpec) {
+  const std::string init_path = ::testing::TempDir() + "initramfs_test_init";
+  std::ofstream(init_path, std::ios::binary) << "\x7f"
+                                                "ELF-not-really";
+  const vmm::ContainerConfig container{init_path, R"({"args":["/bin/true"]})", 3000};
+  auto archive = vmm::build_container_initramfs(container);
+  ASSERT_TRUE(archive.has_value()) << archive.error().message;
+  std::string init_data, spec_data;
+  bool console = false;
+  for (const Parsed& p : parse(*archive)) {
+    if (p.name == "init") init_data = p.data;
+    if (p.name == "microvm/spec.json") spec_data = p.data;
+    if (p.name == "dev/console") console = S_ISCHR(p.mode);
+  }
+  EXPECT_EQ(init_data,
+            "\x7f"
+            "ELF-not-really");
+  EXPECT_EQ(spec_data, container.spec_json);
+  EXPECT_TRUE(console);
+  std::remove(init_path.c_str());
+  EXPECT_ERROR_CONTAINS(vmm::build_container_initramfs({"/nonexistent/microvm-init", "{}", 3000}),
+                        "/nonexistent/microvm-init");
 }
 
 TEST(Initramfs, RefusesUnsafePaths) {

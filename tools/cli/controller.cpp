@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 namespace microvm::cli {
 
@@ -236,7 +237,10 @@ Result<void> VmmController::send_ctrl_alt_del() {
 }
 
 Result<void> VmmController::flush_metrics() {
-  return fail("no metrics file is configured (microvm has no metrics file): read GET /microvm/metrics instead");
+  if (base_.metrics_file.empty()) {
+    return fail("no metrics file is configured: start microvm with --metrics-file, or read GET /microvm/metrics");
+  }
+  return write_metrics_file(base_.metrics_file, metrics());
 }
 
 Result<void> VmmController::pause() {
@@ -257,15 +261,20 @@ api::Status VmmController::status() {
 }
 
 nlohmann::json VmmController::metrics() {
-  nlohmann::json out = nlohmann::json::object();
+  if (!machine_) return nlohmann::json{{"state", state()}};
+  nlohmann::json out = metrics_json(machine_->metrics(), machine_->config(), process_start_);
   out["state"] = state();
-  if (!machine_) return out;
-  const vmm::MachineMetrics m = machine_->metrics();
+  return out;
+}
+
+nlohmann::json metrics_json(const vmm::MachineMetrics& m, const vmm::MachineConfig& config,
+                            std::chrono::steady_clock::time_point process_start) {
+  nlohmann::json out = nlohmann::json::object();
   nlohmann::json exits = nlohmann::json::object();
   for (std::size_t i = 0; i < m.exits.size(); ++i) exits[vmm::kExitNames[i]] = m.exits[i];
   out["vcpu_exits"] = exits;
   nlohmann::json drives = nlohmann::json::array();
-  const auto& drive_config = machine_->config().drives;
+  const auto& drive_config = config.drives;
   for (std::size_t i = 0; i < m.drives.size(); ++i) {
     const auto& d = m.drives[i];
     drives.push_back({{"drive_id", i < drive_config.size() ? drive_config[i].id : ""},
@@ -291,15 +300,28 @@ nlohmann::json VmmController::metrics() {
   // Boot markers, in ms since microvm started (null: not reached).
   nlohmann::json markers = nlohmann::json::object();
   auto mark = [&](const char* name, const std::optional<vmm::BootMarkers::TimePoint>& when) {
-    markers[name] = when ? nlohmann::json(ms_since(process_start_, *when)) : nlohmann::json(nullptr);
+    markers[name] = when ? nlohmann::json(ms_since(process_start, *when)) : nlohmann::json(nullptr);
   };
   mark("vcpus_started_ms", m.markers.vcpus_started);
   mark("init_started_ms", m.markers.init_started);
   mark("workload_started_ms", m.markers.workload_started);
   mark("workload_exited_ms", m.markers.workload_exited);
+  // Where "ms since microvm started" begins on CLOCK_MONOTONIC (std::chrono::steady_clock on Linux),
+  // so a caller on the same host can line the markers up with its own clock.
+  markers["process_start_monotonic_ns"] =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(process_start.time_since_epoch()).count();
   out["boot_markers"] = markers;
   if (m.workload_exit_code) out["workload_exit_code"] = *m.workload_exit_code;
   return out;
+}
+
+Result<void> write_metrics_file(const std::string& path, const nlohmann::json& metrics) {
+  std::ofstream file(path, std::ios::trunc);
+  if (!file) return fail("cannot write the metrics file {}: {}", path, errno_text(errno));
+  file << metrics.dump(2) << '\n';
+  file.close();
+  if (!file) return fail("cannot write the metrics file {}: {}", path, errno_text(errno));
+  return {};
 }
 
 }  // namespace microvm::cli

@@ -21,6 +21,13 @@ namespace microvm::cli {
 [[nodiscard]] api::VmConfig to_vm_config(const StartOptions& options);
 [[nodiscard]] Result<StartOptions> to_start_options(const api::VmConfig& config, const StartOptions& base);
 
+// The metrics document of GET /microvm/metrics (without "state"): exits by kind, drive and network
+// counters, and the boot markers in ms since `process_start`.
+[[nodiscard]] nlohmann::json metrics_json(const vmm::MachineMetrics& metrics, const vmm::MachineConfig& config,
+                                          std::chrono::steady_clock::time_point process_start);
+// Writes `metrics` to `path` as JSON (--metrics-file), replacing what was there.
+[[nodiscard]] Result<void> write_metrics_file(const std::string& path, const nlohmann::json& metrics);
+
 class VmmController final : public api::Controller {
  public:
   // `base` carries what only flags set (console fds and kind, --verbose); `config` the VM itself.

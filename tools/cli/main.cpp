@@ -56,9 +56,33 @@ int exit_status(const microvm::vmm::MachineExit& exit, bool container) {
   return error(exit.detail);
 }
 
+// --write-initramfs: the container initramfs microvm would boot, saved instead of booted.
+int write_initramfs(const microvm::cli::StartOptions& options) {
+  auto image = microvm::vmm::build_container_initramfs(*options.machine.container);
+  if (!image) return error(image.error().message);
+  std::ofstream file(options.write_initramfs, std::ios::binary | std::ios::trunc);
+  file.write(reinterpret_cast<const char*>(image->data()), static_cast<std::streamsize>(image->size()));
+  file.close();
+  if (!file) {
+    return error(
+        fmt::format("cannot write the initramfs to {}: {}", options.write_initramfs, microvm::errno_text(errno)));
+  }
+  return 0;
+}
+
+// --metrics-file: the final metrics of a VM that ended. A failure is reported, not fatal: the
+// workload's exit status is what microvm returns.
+void save_final_metrics(const microvm::cli::StartOptions& options, const nlohmann::json& metrics) {
+  if (options.metrics_file.empty()) return;
+  if (auto written = microvm::cli::write_metrics_file(options.metrics_file, metrics); !written) {
+    fmt::print(stderr, "microvm: warning: {}\n", written.error().message);
+  }
+}
+
 // A VM from flags alone.
-int run_plain(microvm::cli::StartOptions options) {
+int run_plain(microvm::cli::StartOptions options, std::chrono::steady_clock::time_point process_start) {
   if (auto resolved = microvm::cli::resolve_defaults(options); !resolved) return error(resolved.error().message);
+  if (!options.write_initramfs.empty()) return write_initramfs(options);
   boost::asio::io_context io;
   auto machine = microvm::vmm::Machine::create(options.machine, io);
   if (!machine) return error(machine.error().message);
@@ -68,6 +92,7 @@ int run_plain(microvm::cli::StartOptions options) {
     exit = (*machine)->run();
   }
   spdlog::info("guest stopped: {}", exit.detail);
+  save_final_metrics(options, microvm::cli::metrics_json((*machine)->metrics(), (*machine)->config(), process_start));
   return exit_status(exit, options.machine.container.has_value());
 }
 
@@ -120,6 +145,7 @@ int run_with_api(microvm::cli::StartOptions options, std::chrono::steady_clock::
   }
   const microvm::vmm::MachineExit exit = controller.machine()->finish();
   spdlog::info("guest stopped: {}", exit.detail);
+  save_final_metrics(options, controller.metrics());
   return exit_status(exit, controller.container_mode());
 }
 
@@ -190,5 +216,5 @@ int main(int argc, char** argv) {
   if (!parsed->start->api_sock.empty() || !parsed->start->config_file.empty()) {
     return run_with_api(*parsed->start, process_start);
   }
-  return run_plain(*parsed->start);
+  return run_plain(*parsed->start, process_start);
 }

@@ -156,6 +156,13 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   start_cmd->add_option("--config-file", start.config_file,
                         "Boot from a Firecracker-style config file (boot-source, drives, machine-config, "
                         "network-interfaces; microvm's container)");
+  start_cmd->add_option("--metrics-file", start.metrics_file,
+                        "Write the VM's metrics (as GET /microvm/metrics: exits, devices, boot markers) to this "
+                        "JSON file when the VM ends, and on the API's FlushMetrics");
+  start_cmd->add_option("--write-initramfs", start.write_initramfs,
+                        "Container mode: write the initramfs microvm would boot (microvm-init and the spec for "
+                        "-- CMD) to this file and exit without starting a VM, e.g. to run the same init under "
+                        "another VMM");
   ContainerOptions& container = start.container;
   start_cmd->add_option("--env,-e", container.env, "Container mode: set K=V for the workload (repeatable)")
       ->allow_extra_args(false);
@@ -228,9 +235,14 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
         return fail("--env '{}' has no value: use NAME=VALUE", variable);
       }
     }
+    if (!start.write_initramfs.empty() && (!start.api_sock.empty() || !start.config_file.empty())) {
+      return fail("--write-initramfs writes a file and exits: it cannot be combined with --api-sock or --config-file");
+    }
     if (container.workdir.empty() || container.workdir.front() != '/') {
       return fail("--workdir '{}' must be an absolute path", container.workdir);
     }
+  } else if (!start.write_initramfs.empty()) {
+    return fail("--write-initramfs needs a container command: microvm start --write-initramfs FILE -- CMD");
   } else if (!start.kernel_given && start.api_sock.empty() && start.config_file.empty()) {
     return fail(
         "--kernel is required unless a container command follows '--' (microvm start -- CMD), or the VM "

@@ -39,9 +39,11 @@ struct ContainerOptions {
 struct StartOptions {
   vmm::MachineConfig machine;
   bool verbose = false;
-  std::string api_sock;       // --api-sock: serve the API here
-  std::string config_file;    // --config-file: Firecracker's full-config JSON
-  bool kernel_given = false;  // false: use the default kernel (see default_asset)
+  std::string api_sock;         // --api-sock: serve the API here
+  std::string config_file;      // --config-file: Firecracker's full-config JSON
+  std::string metrics_file;     // --metrics-file: the final metrics JSON goes here (and on FlushMetrics)
+  std::string write_initramfs;  // --write-initramfs: container mode, write the init's initramfs and exit
+  bool kernel_given = false;    // false: use the default kernel (see default_asset)
   ContainerOptions container;
 };
 
