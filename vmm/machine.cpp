@@ -55,6 +55,9 @@ constexpr std::size_t kConsoleTailLines = 20;  // guest lines kept for a crash r
 // How long the VMM waits, after asking the init to stop the workload, beyond the init's own grace.
 constexpr std::chrono::seconds kStopMargin{5};
 constexpr std::chrono::milliseconds kPauseTimeout{2000};  // for every vCPU to leave KVM_RUN
+// A vCPU thread's stack: ample for exit handling, and under 2 MiB so that transparent huge pages
+// can never back it (see vmm/thread.h).
+constexpr std::size_t kVcpuStackBytes = std::size_t{1} << 20;
 
 GuestAddress virtio_base(std::size_t index) {
   return GuestAddress(layout::kVirtioMmioBase.value + layout::kVirtioMmioStride * index);
@@ -182,14 +185,14 @@ void Machine::join_vcpus() {
     pause_cv_.notify_all();  // parked vCPUs see stopping_ and leave
   }
   kick_vcpus();
-  for (std::thread& t : threads_) t.join();
+  for (Thread& t : threads_) t.join();
   threads_.clear();
 }
 
 void Machine::kick_vcpus() {
   // immediate_exit covers a thread about to enter KVM_RUN; the signal, one already inside it.
   for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(true);
-  for (std::thread& t : threads_) ::pthread_kill(t.native_handle(), kick_signal());
+  for (Thread& t : threads_) ::pthread_kill(t.native_handle(), kick_signal());
 }
 
 Result<void> Machine::build(const boot::LinuxBootInfo& boot_info, HostResources resources) {
@@ -433,7 +436,7 @@ void Machine::start() {
     markers_.vcpus_started = std::chrono::steady_clock::now();
   }
   for (Vcpu& vcpu : vcpus_) {
-    threads_.emplace_back([this, &vcpu] {
+    threads_.emplace_back(kVcpuStackBytes, [this, &vcpu] {
       sigset_t set;
       sigemptyset(&set);
       sigaddset(&set, kick_signal());

@@ -56,7 +56,9 @@ int exit_status(const microvm::vmm::MachineExit& exit, bool container) {
   return error(exit.detail);
 }
 
-// --write-initramfs: the container initramfs microvm would boot, saved instead of booted.
+// --write-initramfs: the container initramfs microvm would boot, saved instead of booted; the
+// kernel command line it would boot with goes to stdout (without the virtio-mmio device entries,
+// which name microvm's own devices).
 int write_initramfs(const microvm::cli::StartOptions& options) {
   auto image = microvm::vmm::build_container_initramfs(*options.machine.container);
   if (!image) return error(image.error().message);
@@ -67,6 +69,7 @@ int write_initramfs(const microvm::cli::StartOptions& options) {
     return error(
         fmt::format("cannot write the initramfs to {}: {}", options.write_initramfs, microvm::errno_text(errno)));
   }
+  fmt::print("{}\n", options.machine.cmdline);
   return 0;
 }
 

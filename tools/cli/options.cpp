@@ -161,8 +161,8 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
                         "JSON file when the VM ends, and on the API's FlushMetrics");
   start_cmd->add_option("--write-initramfs", start.write_initramfs,
                         "Container mode: write the initramfs microvm would boot (microvm-init and the spec for "
-                        "-- CMD) to this file and exit without starting a VM, e.g. to run the same init under "
-                        "another VMM");
+                        "-- CMD) to this file, print the kernel command line and exit without starting a VM, e.g. to "
+                        "run the same init under another VMM");
   ContainerOptions& container = start.container;
   start_cmd->add_option("--env,-e", container.env, "Container mode: set K=V for the workload (repeatable)")
       ->allow_extra_args(false);
