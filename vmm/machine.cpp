@@ -267,24 +267,32 @@ std::size_t Machine::deliver_input(std::span<const std::uint8_t> bytes) {
 }
 
 void Machine::on_status(devices::StatusPort::Event event, std::uint32_t payload, BootMarkers::TimePoint when) {
-  std::lock_guard lock(exit_mutex_);
-  switch (event) {
-    case devices::StatusPort::Event::kInitStarted:
-      if (!markers_.init_started) markers_.init_started = when;
-      break;
-    case devices::StatusPort::Event::kWorkloadStarted:
-      if (!markers_.workload_started) markers_.workload_started = when;
-      break;
-    case devices::StatusPort::Event::kWorkloadExited:
-      if (!markers_.workload_exited) {
-        markers_.workload_exited = when;
-        workload_exit_ = static_cast<int>(payload & 0xff);  // an exit status is 0-255
-        // The init has drained the workload's output; what follows is the kernel powering off
-        // ("reboot: Power down" prints even with quiet), which is not the workload's output.
-        if (config_.container && spdlog::get_level() > spdlog::level::debug) console_muted_.store(true);
-        spdlog::debug("the workload exited with status {}", *workload_exit_);
-      }
-      break;
+  bool workload_done = false;
+  {
+    std::lock_guard lock(exit_mutex_);
+    switch (event) {
+      case devices::StatusPort::Event::kInitStarted:
+        if (!markers_.init_started) markers_.init_started = when;
+        break;
+      case devices::StatusPort::Event::kWorkloadStarted:
+        if (!markers_.workload_started) markers_.workload_started = when;
+        break;
+      case devices::StatusPort::Event::kWorkloadExited:
+        if (!markers_.workload_exited) {
+          markers_.workload_exited = when;
+          workload_exit_ = static_cast<int>(payload & 0xff);  // an exit status is 0-255
+          workload_done = true;
+          spdlog::debug("the workload exited with status {}", *workload_exit_);
+        }
+        break;
+    }
+  }
+  // The init reports the exit after everything else in the guest was killed, the console drained
+  // and the filesystems synced (guest/init/status_port.h): nothing in the guest needs to run any
+  // more, so in container mode the VM ends now instead of after the kernel's power-off sequence.
+  if (workload_done && config_.container) {
+    if (spdlog::get_level() > spdlog::level::debug) console_muted_.store(true);
+    stop(StopReason::kPowerOff, fmt::format("the workload exited with status {}", payload & 0xff));
   }
 }
 

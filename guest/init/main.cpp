@@ -173,6 +173,7 @@ void kill_everything(int signal_fd) {
 [[noreturn]] void finish(const sys::StatusPort& port, int signal_fd, int exit_status) {
   kill_everything(signal_fd);
   sys::drain_console(STDOUT_FILENO);
+  ::sync();  // the VMM may end the VM the moment it has the report (status_port.h)
   port.report(Event::kWorkloadExited, static_cast<std::uint32_t>(exit_status));
   sys::power_off();
 }
