@@ -38,7 +38,6 @@ Result<Mapping> Mapping::guest_ram(std::size_t size) {
   auto* base = reinterpret_cast<std::byte*>(aligned);
   if (head != 0) ::munmap(p, head);
   if (tail != 0) ::munmap(base + size, tail);
-  (void)::madvise(base, size, MADV_HUGEPAGE);  // best effort: EINVAL where THP is not built in
   return Mapping(base, size);
 }
 
