@@ -52,20 +52,6 @@ TEST(Mapping, AnonymousIsZeroedAndWritable) {
   EXPECT_EQ(m->bytes()[8191], std::byte{0x5a});
 }
 
-TEST(Mapping, GuestRamIsHugePageAlignedZeroedAndWritable) {
-  auto m = Mapping::guest_ram(3 * Mapping::kHugePageSize);
-  ASSERT_TRUE(m.has_value()) << m.error().message;
-  EXPECT_EQ(m->size(), 3 * Mapping::kHugePageSize);
-  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(m->data()) % Mapping::kHugePageSize, 0U);
-  EXPECT_EQ(m->data()[m->size() - 1], std::byte{0});
-  m->data()[m->size() - 1] = std::byte{0x5a};
-  EXPECT_EQ(m->bytes()[m->size() - 1], std::byte{0x5a});
-  // Only the aligned part stays mapped: the head and tail of the reservation were given back.
-  EXPECT_FALSE(is_mapped(m->data() + m->size()));
-  EXPECT_ERROR_CONTAINS(Mapping::guest_ram(SIZE_MAX), "cannot reserve");
-  EXPECT_ERROR_CONTAINS(Mapping::guest_ram(std::size_t{1} << 62), "cannot reserve");
-}
-
 TEST(Mapping, AnonymousTooLargeFails) {
   auto m = Mapping::anonymous(std::size_t{1} << 62);  // more than any user address space
   EXPECT_ERROR_CONTAINS(m, "cannot reserve");

@@ -20,7 +20,7 @@ Result<GuestMemory> GuestMemory::create(std::span<const MemoryRange> ranges) {
       return fail("guest memory range {:#x}+{:#x} overlaps or is out of order", range.start.value, range.size);
     }
     previous_end = range.end();
-    regions.push_back(Region{range, TRY(Mapping::guest_ram(range.size))});
+    regions.push_back(Region{range, TRY(Mapping::anonymous(range.size))});
   }
   if (regions.empty()) return fail("guest memory needs at least one range");
   return GuestMemory(std::move(regions));

@@ -4,7 +4,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include <cstdint>
 #include <cstring>
 
 #include "vmm/memory/unique_fd.h"
@@ -21,24 +20,6 @@ Result<Mapping> Mapping::anonymous(std::size_t size) {
     return fail("cannot reserve {} MiB of guest memory: {}", size >> 20, errno_text(errno));
   }
   return Mapping(static_cast<std::byte*>(p), size);
-}
-
-Result<Mapping> Mapping::guest_ram(std::size_t size) {
-  if (size > SIZE_MAX - kHugePageSize) return fail("cannot reserve {} MiB of guest memory: too large", size >> 20);
-  // Reserve one huge page more than asked, then give back the unaligned head and the tail.
-  const std::size_t reserved = size + kHugePageSize;
-  void* p = ::mmap(nullptr, reserved, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) {
-    return fail("cannot reserve {} MiB of guest memory: {}", size >> 20, errno_text(errno));
-  }
-  const auto start = reinterpret_cast<std::uintptr_t>(p);
-  const std::uintptr_t aligned = (start + kHugePageSize - 1) & ~(std::uintptr_t{kHugePageSize} - 1);
-  const std::size_t head = aligned - start;
-  const std::size_t tail = reserved - head - size;
-  auto* base = reinterpret_cast<std::byte*>(aligned);
-  if (head != 0) ::munmap(p, head);
-  if (tail != 0) ::munmap(base + size, tail);
-  return Mapping(base, size);
 }
 
 Result<Mapping> Mapping::file_read_only(const std::string& path) {

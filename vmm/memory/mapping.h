@@ -12,15 +12,8 @@ namespace microvm {
 
 class Mapping {
  public:
-  // Anonymous private memory, lazily backed (MAP_NORESERVE).
+  // Anonymous private memory, lazily backed (MAP_NORESERVE): guest RAM.
   static Result<Mapping> anonymous(std::size_t size);
-  // Guest RAM: anonymous like the above, but aligned to kHugePageSize, so that where the host backs
-  // anonymous memory with transparent huge pages (THP "always", Debian's default) KVM maps the
-  // guest's memory with 2 MiB pages and a boot takes far fewer nested page faults. It does not ask
-  // for huge pages with MADV_HUGEPAGE: with the usual defrag=madvise that makes each fault compact
-  // memory synchronously (seen in the nested sandbox: 0.1-0.8 s of VMM set-up, once a 60 s stall).
-  static Result<Mapping> guest_ram(std::size_t size);
-  static constexpr std::size_t kHugePageSize = std::size_t{2} << 20;  // x86-64 PMD-level page
   // A whole file mapped read-only (kernel and initrd images).
   static Result<Mapping> file_read_only(const std::string& path);
   // A shared mapping of an fd (e.g. the kvm_run structure of a vCPU).
