@@ -29,7 +29,6 @@
 #include "devices/virtio/tap.h"
 #include "vmm/bus.h"
 #include "vmm/kvm.h"
-#include "vmm/thread.h"
 #include "vmm/kvm_irq_line.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/virtio_mmio_device.h"
@@ -199,7 +198,7 @@ class Machine {
   std::vector<devices::virtio::Tap> taps_;  // kept open for TUNSETOFFLOAD; the net devices use dups
   std::vector<std::unique_ptr<VirtioMmioDevice>> virtio_;
   std::vector<Vcpu> vcpus_;
-  std::vector<Thread> threads_;
+  std::vector<std::thread> threads_;
 
   std::atomic<bool> stopping_{false};
   mutable std::mutex pause_mutex_;

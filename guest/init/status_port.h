@@ -8,9 +8,8 @@
 //     kWorkloadStarted  payload = the workload's pid & kPayloadMask: it was forked
 //     kWorkloadExited   payload = its exit status 0..255 (code, or 128 + signal; 125 when the init
 //                       could not start it). Sent after every other guest process was killed, the
-//                       console's output was drained and the filesystems were synced, so the VMM
-//                       may end the VM as soon as it sees it (microvm does); the init powers the
-//                       VM off right after, for a VMM that does not.
+//                       console's output was drained and the filesystems were synced, right before
+//                       the init powers the VM off (a VMM may end the VM as soon as it sees it).
 //   32-bit IN at kBase (inl): bit 0 (kStopRequested) = the host asks the init to stop the workload
 //     (SIGTERM, then SIGKILL after the spec's stop_grace_ms). Bits 1..31 read as zero. A read of all
 //     ones (kNoDevice: what an unclaimed port returns) means "no status device" and never a stop.
