@@ -42,6 +42,18 @@ std::string format_mac(const devices::virtio::MacAddress& mac) {
   return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
 }
 
+// PUT semantics for a list keyed by id (Firecracker's /drives/{id}, /network-interfaces/{id}):
+// replaces the entry with the same key, or appends a new one.
+template <typename T, typename Key>
+void put_by_key(std::vector<T>& items, const T& item, Key key) {
+  auto same = std::find_if(items.begin(), items.end(), [&](const T& existing) { return key(existing) == key(item); });
+  if (same != items.end()) {
+    *same = item;
+  } else {
+    items.push_back(item);
+  }
+}
+
 double ms_since(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
   return std::chrono::duration<double, std::milli>(to - from).count();
 }
@@ -181,8 +193,6 @@ Result<void> VmmController::put_boot_source(const api::BootSource& source) {
 
 Result<void> VmmController::put_drive(const api::Drive& drive) {
   TRY_VOID(before_start("drives"));
-  auto same = std::find_if(config_.drives.begin(), config_.drives.end(),
-                           [&](const api::Drive& d) { return d.drive_id == drive.drive_id; });
   if (drive.is_root_device) {
     for (const api::Drive& d : config_.drives) {
       if (d.is_root_device && d.drive_id != drive.drive_id) {
@@ -190,23 +200,13 @@ Result<void> VmmController::put_drive(const api::Drive& drive) {
       }
     }
   }
-  if (same != config_.drives.end()) {
-    *same = drive;
-  } else {
-    config_.drives.push_back(drive);
-  }
+  put_by_key(config_.drives, drive, [](const api::Drive& d) { return d.drive_id; });
   return {};
 }
 
 Result<void> VmmController::put_network_interface(const api::NetworkInterface& interface) {
   TRY_VOID(before_start("network interfaces"));
-  auto same = std::find_if(config_.network_interfaces.begin(), config_.network_interfaces.end(),
-                           [&](const api::NetworkInterface& n) { return n.iface_id == interface.iface_id; });
-  if (same != config_.network_interfaces.end()) {
-    *same = interface;
-  } else {
-    config_.network_interfaces.push_back(interface);
-  }
+  put_by_key(config_.network_interfaces, interface, [](const api::NetworkInterface& n) { return n.iface_id; });
   return {};
 }
 
