@@ -6,7 +6,7 @@
 #include <string_view>
 
 #include "api/handler.h"
-#include "vmm/memory/error.h"
+#include "base/error.h"
 
 namespace microvm::api {
 

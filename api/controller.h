@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "vmm/memory/error.h"
+#include "base/error.h"
 
 namespace microvm::api {
 

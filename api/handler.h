@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/controller.h"
-#include "vmm/memory/error.h"
+#include "base/error.h"
 
 namespace microvm::api {
 

@@ -25,7 +25,7 @@
 
 #include "api/controller.h"
 #include "api/handler.h"
-#include "vmm/memory/error.h"
+#include "base/error.h"
 
 namespace microvm::api {
 

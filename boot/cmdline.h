@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "vmm/memory/error.h"
+#include "base/error.h"
 
 namespace microvm::boot {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "vmm/memory/error.h"
+#include "base/error.h"
 
 namespace microvm::boot {
 

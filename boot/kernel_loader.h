@@ -8,7 +8,7 @@
 #include <span>
 
 #include "boot/x86_64/boot_params.h"
-#include "vmm/memory/guest_memory.h"
+#include "memory/guest_memory.h"
 
 namespace microvm::boot {
 

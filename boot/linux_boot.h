@@ -10,7 +10,7 @@
 
 #include "boot/kernel_loader.h"
 #include "boot/x86_64/gdt.h"
-#include "vmm/memory/guest_memory.h"
+#include "memory/guest_memory.h"
 
 namespace microvm::boot {
 

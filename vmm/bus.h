@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "devices/bus_device.h"
-#include "vmm/memory/error.h"
+#include "base/error.h"
 
 namespace microvm::vmm {
 

@@ -11,9 +11,9 @@
 #include <variant>
 #include <vector>
 
-#include "vmm/memory/guest_memory.h"
-#include "vmm/memory/mapping.h"
-#include "vmm/memory/unique_fd.h"
+#include "memory/guest_memory.h"
+#include "base/mapping.h"
+#include "base/unique_fd.h"
 
 namespace microvm::vmm {
 

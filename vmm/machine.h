@@ -30,7 +30,7 @@
 #include "vmm/bus.h"
 #include "vmm/kvm.h"
 #include "vmm/kvm_irq_line.h"
-#include "vmm/memory/guest_memory.h"
+#include "memory/guest_memory.h"
 #include "vmm/virtio_mmio_device.h"
 
 namespace microvm::vmm {

@@ -15,7 +15,7 @@
 #include "devices/virtio/mmio_transport.h"
 #include "devices/virtio/virtio_device.h"
 #include "vmm/kvm.h"
-#include "vmm/memory/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace microvm::vmm {
 

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "vmm/memory/guest_memory.h"
+#include "memory/guest_memory.h"
 
 namespace microvm::boot {
 

@@ -17,9 +17,9 @@
 
 #include "devices/virtio/queue.h"
 #include "devices/virtio/virtio_device.h"
-#include "vmm/memory/error.h"
-#include "vmm/memory/guest_memory.h"
-#include "vmm/memory/unique_fd.h"
+#include "base/error.h"
+#include "memory/guest_memory.h"
+#include "base/unique_fd.h"
 
 namespace microvm::devices::virtio {
 

@@ -23,8 +23,8 @@
 
 #include "devices/virtio/queue.h"
 #include "devices/virtio/virtio_device.h"
-#include "vmm/memory/error.h"
-#include "vmm/memory/guest_memory.h"
+#include "base/error.h"
+#include "memory/guest_memory.h"
 
 namespace microvm::devices::virtio {
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "vmm/memory/guest_memory.h"
+#include "memory/guest_memory.h"
 
 namespace microvm::devices::virtio {
 

@@ -24,8 +24,8 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include "devices/virtio/virtio_device.h"
-#include "vmm/memory/error.h"
-#include "vmm/memory/unique_fd.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
 
 namespace microvm::devices::virtio {
 

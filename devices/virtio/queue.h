@@ -11,8 +11,8 @@
 #include <optional>
 
 #include "devices/virtio/descriptor_chain.h"
-#include "vmm/memory/error.h"
-#include "vmm/memory/guest_memory.h"
+#include "base/error.h"
+#include "memory/guest_memory.h"
 
 namespace microvm::devices::virtio {
 

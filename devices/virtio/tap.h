@@ -10,8 +10,8 @@
 #include <string>
 #include <string_view>
 
-#include "vmm/memory/error.h"
-#include "vmm/memory/unique_fd.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
 
 namespace microvm::devices::virtio {
 

@@ -12,8 +12,8 @@
 #include <span>
 
 #include "devices/virtio/queue.h"
-#include "vmm/memory/error.h"
-#include "vmm/memory/guest_memory.h"
+#include "base/error.h"
+#include "memory/guest_memory.h"
 
 namespace microvm::devices::virtio {
 

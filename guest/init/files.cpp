@@ -5,7 +5,7 @@
 
 #include <cerrno>
 
-#include "vmm/memory/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace microvm::guest {
 

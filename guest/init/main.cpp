@@ -24,7 +24,7 @@
 #include "guest/init/system.h"
 #include "guest/init/user.h"
 #include "guest/init/workload.h"
-#include "vmm/memory/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace microvm::guest {
 namespace {

@@ -6,7 +6,7 @@
 namespace microvm::guest {
 
 std::unexpected<Error> fail_errno(std::string_view what, int err) {
-  return fail(std::string(what) + ": " + std::strerror(err));
+  return std::unexpected(Error{std::string(what) + ": " + std::strerror(err), ErrorKind::kHost});
 }
 
 std::string in_quotes(std::string_view text) {

@@ -1,23 +1,17 @@
-// Errors for the container init: every fallible step returns Result<T>; the message is the one line
-// the init prints on the console ("microvm-init: <message>"). Kept apart from vmm/memory/error.h so
-// the static init needs no fmt and defines no TRY macros that would clash with the VMM's.
+// Errors for the container init: the project's one Error type (base/result.h: a message and a
+// kind), with the init's own helpers. The message is the one line the init prints on the console
+// ("microvm-init: <message>"). base/result.h needs no fmt, so the static init stays small.
 #pragma once
 
-#include <expected>
 #include <string>
 #include <string_view>
 
+#include "base/result.h"
+
 namespace microvm::guest {
 
-struct Error {
-  std::string message;
-
-  // Prefixes the message with what was being done: "mounting /dev/vda: <message>".
-  [[nodiscard]] Error context(std::string_view what) const { return Error{std::string(what) + ": " + message}; }
-};
-
-template <typename T = void>
-using Result = std::expected<T, Error>;
+using microvm::Error;
+using microvm::Result;
 
 [[nodiscard]] inline std::unexpected<Error> fail(std::string message) {
   return std::unexpected(Error{std::move(message)});

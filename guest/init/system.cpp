@@ -20,7 +20,7 @@
 #include <cstring>
 #include <thread>
 
-#include "vmm/memory/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace microvm::guest::sys {
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "devices/virtio/descriptor_chain.h"
-#include "vmm/memory/guest_memory.h"
+#include "memory/guest_memory.h"
 
 // FUZZ_CHECK(cond, "fmt", args...): an invariant that must hold for every input. Unlike assert() it
 // stays in RelWithDebInfo builds; the abort is what libFuzzer reports as a crash (with the input).

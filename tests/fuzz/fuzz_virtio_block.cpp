@@ -40,7 +40,7 @@
 #include "devices/virtio/block.h"
 #include "devices/virtio/queue.h"
 #include "tests/fuzz/fuzz_support.h"
-#include "vmm/memory/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace {
 

@@ -29,7 +29,7 @@
 #include "api/controller.h"
 #include "api/handler.h"
 #include "api/server.h"
-#include "vmm/memory/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace microvm::api {
 namespace {

@@ -1,5 +1,5 @@
-// Error, Result, fail() and the TRY family of macros (vmm/memory/error.h).
-#include "vmm/memory/error.h"
+// Error, Result, fail() and the TRY family of macros (base/result.h, base/error.h).
+#include "base/error.h"
 
 #include <gtest/gtest.h>
 
@@ -52,6 +52,21 @@ TEST(Error, FailFormatsTheMessage) {
   const Result<int> r = fail("bad value {:#x} in {}", 255, "header");
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().message, "bad value 0xff in header");
+}
+
+TEST(Error, EachHelperSetsItsKind) {
+  EXPECT_EQ(Result<int>(fail("x")).error().kind, ErrorKind::kInvalidArgument);
+  EXPECT_EQ(Result<int>(fail_state("x")).error().kind, ErrorKind::kWrongState);
+  EXPECT_EQ(Result<int>(fail_host("x")).error().kind, ErrorKind::kHost);
+  EXPECT_EQ(Result<int>(fail_kvm("x")).error().kind, ErrorKind::kKvm);
+  EXPECT_EQ(Result<int>(fail_kind(ErrorKind::kGuest, "x {}", 1)).error().message, "x 1");
+}
+
+TEST(Error, ContextKeepsTheKind) {
+  const Error e{"ioctl failed", ErrorKind::kKvm};
+  const Error wrapped = e.context("creating the VM");
+  EXPECT_EQ(wrapped.kind, ErrorKind::kKvm);
+  EXPECT_EQ(wrapped.message, "creating the VM: ioctl failed");
 }
 
 TEST(Error, ContextPrefixesTheMessage) {

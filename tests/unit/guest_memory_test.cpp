@@ -1,6 +1,6 @@
 // GuestAddress, MemoryRange and GuestMemory: every guest access is bounds-checked against the
 // regions, including at the edges, across the MMIO hole and near the top of the address space.
-#include "vmm/memory/guest_memory.h"
+#include "memory/guest_memory.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

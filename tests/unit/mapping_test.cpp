@@ -1,5 +1,5 @@
 // Mapping: anonymous guest RAM, read-only file images, and single ownership of each mapping.
-#include "vmm/memory/mapping.h"
+#include "base/mapping.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "boot/layout.h"
-#include "vmm/memory/guest_memory.h"
+#include "memory/guest_memory.h"
 
 namespace microvm {
 // So that failed expectations print guest addresses in hex instead of raw bytes.

@@ -1,5 +1,5 @@
 // UniqueFd: closes its descriptor exactly once, hands it over on move, and gives it up on release().
-#include "vmm/memory/unique_fd.h"
+#include "base/unique_fd.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "devices/virtio/queue.h"
-#include "vmm/memory/guest_memory.h"
+#include "memory/guest_memory.h"
 
 namespace microvm::test {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "vmm/machine.h"
-#include "vmm/memory/error.h"
+#include "base/error.h"
 
 namespace microvm::cli {
 

@@ -1,4 +1,4 @@
-#include "vmm/memory/guest_memory.h"
+#include "memory/guest_memory.h"
 
 #include <unistd.h>
 

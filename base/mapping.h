@@ -6,7 +6,7 @@
 #include <string>
 #include <utility>
 
-#include "vmm/memory/error.h"
+#include "base/error.h"
 
 namespace microvm {
 

@@ -1,4 +1,4 @@
-#include "vmm/memory/mapping.h"
+#include "base/mapping.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -6,18 +6,14 @@
 
 #include <cstring>
 
-#include "vmm/memory/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace microvm {
-
-std::string errno_text(int err) {
-  return std::strerror(err);
-}
 
 Result<Mapping> Mapping::anonymous(std::size_t size) {
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
-    return fail("cannot reserve {} MiB of guest memory: {}", size >> 20, errno_text(errno));
+    return fail_host("cannot reserve {} MiB of guest memory: {}", size >> 20, errno_text(errno));
   }
   return Mapping(static_cast<std::byte*>(p), size);
 }
@@ -37,7 +33,7 @@ Result<Mapping> Mapping::file_read_only(const std::string& path) {
 
 Result<Mapping> Mapping::shared(int fd, std::size_t size) {
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) return fail("cannot map fd {}: {}", fd, errno_text(errno));
+  if (p == MAP_FAILED) return fail_host("cannot map fd {}: {}", fd, errno_text(errno));
   return Mapping(static_cast<std::byte*>(p), size);
 }
 

@@ -11,8 +11,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "vmm/memory/error.h"
-#include "vmm/memory/mapping.h"
+#include "base/error.h"
+#include "base/mapping.h"
 
 namespace microvm {
 
