@@ -22,7 +22,7 @@
 #include "boot/layout.h"
 #include "boot/linux_boot.h"
 #include "boot/x86_64/acpi.h"
-#include "guest/init/status_port.h"
+#include "guest/protocol/status_port.h"
 #include "vmm/x86_64/vcpu_setup.h"
 
 namespace microvm::vmm {

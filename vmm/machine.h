@@ -51,7 +51,7 @@ enum class ConsoleKind {
 };
 
 // Container mode: microvm's init runs as PID 1 from an initramfs the VMM builds in memory, mounts
-// the root drive under an overlay and runs the workload the spec describes (guest/init/spec.h).
+// the root drive under an overlay and runs the workload the spec describes (guest/protocol/spec.h).
 struct ContainerConfig {
   std::string init_path;          // the static microvm-init binary
   std::string spec_json;          // becomes /microvm/spec.json in the initramfs

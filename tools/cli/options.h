@@ -27,7 +27,7 @@ inline constexpr std::string_view kDefaultContainerCmdline = "console=ttyS0 logl
 inline constexpr std::string_view kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 inline constexpr std::string_view kDefaultHostname = "microvm";
 
-// Container mode: what the workload runs with (guest/init/spec.h documents the spec it becomes).
+// Container mode: what the workload runs with (guest/protocol/spec.h documents the spec it becomes).
 struct ContainerOptions {
   std::vector<std::string> command;  // after "--"; empty: whole-system mode
   std::vector<std::string> env;      // K=V
