@@ -22,6 +22,7 @@
 #include "boot/layout.h"
 #include "boot/linux_boot.h"
 #include "boot/x86_64/acpi.h"
+#include "guest/protocol/spec.h"
 #include "guest/protocol/status_port.h"
 #include "vmm/x86_64/vcpu_setup.h"
 
@@ -74,10 +75,10 @@ static_assert(boot::kAcpiSleepTypeS5 == devices::AcpiPm::kSleepTypeS5);
 
 // The container-mode initramfs: microvm-init as /init, the spec, and the directories and console
 // node the init needs before it mounts anything (the kernel opens /dev/console for PID 1).
-Result<std::vector<std::byte>> build_container_initramfs(const ContainerConfig& container) {
-  const Mapping init =
-      TRY_CONTEXT(fmt::format("container init {}", container.init_path), Mapping::file_read_only(container.init_path));
-  const auto* spec = reinterpret_cast<const std::byte*>(container.spec_json.data());
+Result<std::vector<std::byte>> build_container_initramfs(const std::string& init_path, const VmResources& resources) {
+  const Mapping init = TRY_CONTEXT(fmt::format("container init {}", init_path), Mapping::file_read_only(init_path));
+  const std::string spec_json = guest::spec_to_json(TRY(resources.container_spec()));
+  const auto* spec = reinterpret_cast<const std::byte*>(spec_json.data());
   const std::vector<boot::CpioEntry> entries{
       {"dev", S_IFDIR | 0755, {}, 0, 0},
       {"dev/console", S_IFCHR | 0600, {}, kConsoleMajor, kConsoleMinor},
@@ -85,80 +86,87 @@ Result<std::vector<std::byte>> build_container_initramfs(const ContainerConfig& 
       {"sys", S_IFDIR | 0555, {}, 0, 0},
       {"mnt", S_IFDIR | 0755, {}, 0, 0},
       {"microvm", S_IFDIR | 0755, {}, 0, 0},
-      {"microvm/spec.json", S_IFREG | 0644, std::vector<std::byte>(spec, spec + container.spec_json.size()), 0, 0},
+      {"microvm/spec.json", S_IFREG | 0644, std::vector<std::byte>(spec, spec + spec_json.size()), 0, 0},
       {"init", S_IFREG | 0755, std::vector<std::byte>(init.bytes().begin(), init.bytes().end()), 0, 0},
   };
   return boot::build_cpio(entries);
 }
 
-Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config, boost::asio::io_context& io) {
+Result<std::unique_ptr<Machine>> Machine::create(const VmResources& resources, const MachineEnvironment& env,
+                                                 boost::asio::io_context& io) {
   // Everything that needs no KVM comes first, so a bad file or size is reported on any host.
-  if (config.vcpus < 1 || config.vcpus > kMaxVcpus) {
-    return fail("--cpus {} is out of range: microvm supports 1 to {}", config.vcpus, kMaxVcpus);
+  const unsigned vcpus = resources.machine_config.vcpu_count;
+  const std::uint64_t memory_bytes = resources.machine_config.mem_size_mib << 20;
+  if (vcpus < kMinVcpus || vcpus > kMaxVcpus) {
+    return fail("{} vCPUs is out of range: microvm supports {} to {}", vcpus, kMinVcpus, kMaxVcpus);
   }
-  if (config.memory_bytes < kMinMemory) {
-    return fail("--memory {} MiB is too small: a Linux guest needs at least {} MiB", config.memory_bytes >> 20,
-                kMinMemory >> 20);
+  if (resources.machine_config.mem_size_mib < kMinMemoryMib || resources.machine_config.mem_size_mib > kMaxMemoryMib) {
+    return fail("{} MiB of guest memory is out of range: microvm supports {} MiB to {} MiB",
+                resources.machine_config.mem_size_mib, kMinMemoryMib, kMaxMemoryMib);
   }
   const auto host_bytes =
       static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  if (config.memory_bytes > host_bytes) {
-    return fail("--memory {} MiB is more than this host's {} MiB of RAM", config.memory_bytes >> 20, host_bytes >> 20);
+  if (memory_bytes > host_bytes) {
+    return fail("guest memory of {} MiB is more than this host's {} MiB of RAM", memory_bytes >> 20, host_bytes >> 20);
   }
-  if (config.memory_bytes % 4096 != 0) return fail("--memory must be a multiple of 4 KiB");
-  GuestMemory memory = TRY(GuestMemory::create(layout::ram_ranges(config.memory_bytes)));
+  const std::string& kernel_path = resources.boot_source.kernel_image_path;
+  if (kernel_path.empty()) return fail("no kernel: PUT /boot-source with kernel_image_path, or pass --kernel");
+  const std::optional<std::string>& initrd_path = resources.boot_source.initrd_path;
+  GuestMemory memory = TRY(GuestMemory::create(layout::ram_ranges(memory_bytes)));
 
   // Drives and TAPs open now, before KVM, so a bad path is reported on any host.
+  const std::vector<DriveConfig> drives = resources.drives_in_guest_order();
   const std::size_t virtio_count =
-      config.drives.size() + config.nets.size() + (config.console == ConsoleKind::kVirtio ? 1 : 0);
+      drives.size() + resources.network_interfaces.size() + (resources.console == ConsoleKind::kVirtio ? 1 : 0);
   if (virtio_count > layout::kVirtioIrqs.size()) {
     return fail("too many virtio devices ({}): microvm supports {} drives, network interfaces and consoles together",
                 virtio_count, layout::kVirtioIrqs.size());
   }
-  HostResources resources;
-  for (const devices::virtio::BlockOptions& drive : config.drives) {
-    resources.drives.push_back(TRY(devices::virtio::BlockDevice::open(drive)));
+  HostResources host;
+  for (const DriveConfig& drive : drives) {
+    host.drives.push_back(TRY(devices::virtio::BlockDevice::open({drive.path_on_host, drive.is_read_only, drive.drive_id})));
   }
-  for (const NetConfig& net : config.nets) {
-    resources.taps.push_back(
-        TRY_CONTEXT(fmt::format("network interface {}", net.tap), devices::virtio::Tap::open(net.tap)));
+  for (const NetworkInterfaceConfig& net : resources.network_interfaces) {
+    host.taps.push_back(TRY_CONTEXT(fmt::format("network interface {}", net.host_dev_name),
+                                    devices::virtio::Tap::open(net.host_dev_name)));
   }
   // Announce the devices first: parameters after a " -- " in the user's command line would go to init.
   std::string cmdline;
   for (std::size_t index = 0; index < virtio_count; ++index) {
     cmdline += virtio_mmio_cmdline(virtio_base(index), layout::kVirtioIrqs[index]) + " ";
   }
-  cmdline += config.cmdline;
+  cmdline += resources.kernel_cmdline(env.verbose);
 
-  const Mapping kernel = TRY_CONTEXT("kernel", Mapping::file_read_only(config.kernel_path));
+  const Mapping kernel = TRY_CONTEXT("kernel", Mapping::file_read_only(kernel_path));
   std::optional<Mapping> initrd;
-  if (config.initrd_path) initrd = TRY_CONTEXT("initrd", Mapping::file_read_only(*config.initrd_path));
+  if (initrd_path) initrd = TRY_CONTEXT("initrd", Mapping::file_read_only(*initrd_path));
   std::vector<std::byte> container_initramfs;
-  if (config.container) {
-    if (config.initrd_path) return fail("--initrd cannot be combined with a container command (-- CMD)");
-    container_initramfs = TRY(build_container_initramfs(*config.container));
+  if (resources.container_mode()) {
+    if (initrd_path) return fail("--initrd cannot be combined with a container command (-- CMD)");
+    container_initramfs = TRY(build_container_initramfs(env.init_path, resources));
   }
-  boot::LinuxBootConfig boot_config{kernel.bytes(), std::nullopt, cmdline, config.vcpus};
+  boot::LinuxBootConfig boot_config{kernel.bytes(), std::nullopt, cmdline, vcpus};
   if (initrd) boot_config.initrd = initrd->bytes();
-  if (config.container) boot_config.initrd = std::span<const std::byte>(container_initramfs);
-  const boot::LinuxBootInfo boot_info = TRY_CONTEXT(config.kernel_path, boot::setup_linux_boot(memory, boot_config));
+  if (resources.container_mode()) boot_config.initrd = std::span<const std::byte>(container_initramfs);
+  const boot::LinuxBootInfo boot_info = TRY_CONTEXT(kernel_path, boot::setup_linux_boot(memory, boot_config));
 
   Kvm kvm = TRY(Kvm::open());
-  if (const unsigned max_vcpus = kvm.max_vcpus(); config.vcpus > max_vcpus) {
-    return fail("--cpus {} is out of range: this host's KVM supports at most {}", config.vcpus, max_vcpus);
+  if (const unsigned max_vcpus = kvm.max_vcpus(); vcpus > max_vcpus) {
+    return fail("{} vCPUs is out of range: this host's KVM supports at most {}", vcpus, max_vcpus);
   }
   spdlog::debug("{} kernel {} loaded, entry {:#x}; initrd {} bytes at {:#x}; {} MiB, {} vCPU(s); command line: {}",
-                boot_info.format == boot::KernelFormat::kElf ? "ELF" : "bzImage", config.kernel_path, boot_info.cpu.rip,
-                boot_info.initrd_size, boot_info.initrd_address.value, config.memory_bytes >> 20, config.vcpus,
-                cmdline);
+                boot_info.format == boot::KernelFormat::kElf ? "ELF" : "bzImage", kernel_path, boot_info.cpu.rip,
+                boot_info.initrd_size, boot_info.initrd_address.value, memory_bytes >> 20, vcpus, cmdline);
   Vm vm = TRY(kvm.create_vm());
-  auto machine = std::make_unique<Machine>(Key{}, config, io, std::move(kvm), std::move(vm), std::move(memory));
-  TRY_VOID(machine->build(boot_info, std::move(resources)));
+  auto machine = std::make_unique<Machine>(Key{}, resources, env, io, std::move(kvm), std::move(vm), std::move(memory));
+  TRY_VOID(machine->build(boot_info, std::move(host)));
   return machine;
 }
 
-Machine::Machine(Key, const MachineConfig& config, boost::asio::io_context& io, Kvm kvm, Vm vm, GuestMemory memory)
-    : config_(config),
+Machine::Machine(Key, const VmResources& resources, const MachineEnvironment& env, boost::asio::io_context& io,
+                 Kvm kvm, Vm vm, GuestMemory memory)
+    : resources_(resources),
+      env_(env),
       io_(io),
       kvm_(std::move(kvm)),
       vm_(std::move(vm)),
@@ -217,15 +225,20 @@ Result<void> Machine::build(const boot::LinuxBootInfo& boot_info, HostResources 
   taps_ = std::move(resources.taps);
   for (std::size_t i = 0; i < taps_.size(); ++i) {
     devices::virtio::Tap& tap = taps_[i];
+    devices::virtio::MacAddress mac = default_mac(i);
+    if (const auto& text = resources_.network_interfaces[i].guest_mac) {
+      mac = TRY_CONTEXT(fmt::format("network interface {}", resources_.network_interfaces[i].iface_id),
+                        devices::virtio::parse_mac(*text));
+    }
     UniqueFd backend(::dup(tap.fd()));
     if (!backend.valid()) return fail("dup of the TAP fd failed: {}", errno_text(errno));
     auto net = std::make_unique<devices::virtio::NetDevice>(
-        io_.get_executor(), std::move(backend), config_.nets[i].mac.value_or(default_mac(i)), tap.supports_offloads(),
+        io_.get_executor(), std::move(backend), mac, tap.supports_offloads(),
         [&tap](unsigned flags) { return tap.set_offloads(flags); });
     nets_.push_back(net.get());
     TRY_VOID(add_virtio(std::move(net), "virtio-net"));
   }
-  if (config_.console == ConsoleKind::kVirtio) {
+  if (resources_.console == ConsoleKind::kVirtio) {
     auto console = std::make_unique<devices::virtio::ConsoleDevice>(
         [this](std::span<const std::uint8_t> bytes) { write_console(bytes); });
     virtio_console_ = console.get();
@@ -235,9 +248,9 @@ Result<void> Machine::build(const boot::LinuxBootInfo& boot_info, HostResources 
   const std::size_t mmap_size = TRY(kvm_.vcpu_mmap_size());
   const std::vector<kvm_cpuid_entry2> cpuid = TRY(kvm_.supported_cpuid());
   const bool tsc_deadline_timer = kvm_.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
-  for (unsigned id = 0; id < config_.vcpus; ++id) {
+  for (unsigned id = 0; id < resources_.machine_config.vcpu_count; ++id) {
     Vcpu vcpu = TRY(vm_.create_vcpu(id, mmap_size));
-    TRY_VOID(setup_vcpu_platform(vcpu, cpuid, config_.vcpus, tsc_deadline_timer));
+    TRY_VOID(setup_vcpu_platform(vcpu, cpuid, resources_.machine_config.vcpu_count, tsc_deadline_timer));
     if (id == 0) TRY_VOID(setup_boot_registers(vcpu, boot_info.cpu));
     vcpus_.push_back(std::move(vcpu));
   }
@@ -288,7 +301,7 @@ void Machine::on_status(devices::StatusPort::Event event, std::uint32_t payload,
   // Power down" prints even with loglevel=1), which is not the workload's output. The VM is left
   // to power off by itself: ending it here (kicking the vCPU out of KVM_RUN while the guest still
   // runs) went with lock-ups of the nested sandbox's kernel under TCG in several test runs.
-  if (workload_done && config_.container && spdlog::get_level() > spdlog::level::debug) console_muted_.store(true);
+  if (workload_done && resources_.container_mode() && spdlog::get_level() > spdlog::level::debug) console_muted_.store(true);
 }
 
 void Machine::write_console(std::span<const std::uint8_t> bytes) {
@@ -306,12 +319,12 @@ void Machine::write_console(std::span<const std::uint8_t> bytes) {
     }
   }
   while (!bytes.empty()) {
-    const ssize_t n = ::write(config_.console_output, bytes.data(), bytes.size());
+    const ssize_t n = ::write(env_.console_output, bytes.data(), bytes.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       // A terminal's stdout shares its open file description with stdin, which the event loop
       // made non-blocking: wait until it drains.
-      pollfd writable{config_.console_output, POLLOUT, 0};
+      pollfd writable{env_.console_output, POLLOUT, 0};
       ::poll(&writable, 1, -1);
       continue;
     }
@@ -456,7 +469,7 @@ void Machine::start() {
   s.wait_for_signal = [this, &s] {
     s.signals.async_wait([this, &s](const boost::system::error_code& ec, int signal) {
       if (ec) return;
-      if (!config_.container || s.pending_signal != 0) {
+      if (!resources_.container_mode() || s.pending_signal != 0) {
         stop(StopReason::kSignal, fmt::format("stopped by signal {}", signal), signal);
         return;
       }
@@ -495,9 +508,9 @@ void Machine::start() {
   };
   // The event loop makes the input's open file description non-blocking, which the shell that
   // started microvm shares: put its flags back afterwards.
-  s.input_flags = config_.console_input >= 0 ? ::fcntl(config_.console_input, F_GETFL) : -1;
-  if (config_.console_input >= 0) {
-    UniqueFd input_fd(::dup(config_.console_input));
+  s.input_flags = env_.console_input >= 0 ? ::fcntl(env_.console_input, F_GETFL) : -1;
+  if (env_.console_input >= 0) {
+    UniqueFd input_fd(::dup(env_.console_input));
     boost::system::error_code ec;
     s.input.emplace(io_);
     s.input->assign(input_fd.get(), ec);
@@ -513,10 +526,10 @@ void Machine::start() {
 }
 
 void Machine::request_workload_stop() {
-  if (!config_.container) return;
+  if (!resources_.container_mode()) return;
   status_port_.request_stop();
   if (loop_ == nullptr) return;
-  loop_->stop_deadline.expires_after(std::chrono::milliseconds(config_.container->stop_grace_ms) + kStopMargin);
+  loop_->stop_deadline.expires_after(std::chrono::milliseconds(kStopGraceMs) + kStopMargin);
   loop_->stop_deadline.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     const int signal = loop_->pending_signal;
@@ -529,7 +542,7 @@ void Machine::request_workload_stop() {
 MachineExit Machine::finish() {
   if (loop_) {
     loop_->input.reset();
-    if (loop_->input_flags >= 0) ::fcntl(config_.console_input, F_SETFL, loop_->input_flags);
+    if (loop_->input_flags >= 0) ::fcntl(env_.console_input, F_SETFL, loop_->input_flags);
     loop_.reset();
   }
   join_vcpus();
@@ -598,8 +611,11 @@ void Machine::park_if_paused() {
 MachineMetrics Machine::metrics() const {
   MachineMetrics m;
   for (std::size_t i = 0; i < exit_counts_.size(); ++i) m.exits[i] = exit_counts_[i].load(std::memory_order_relaxed);
-  for (const auto* drive : drives_) m.drives.push_back(drive->stats());
-  for (const auto* net : nets_) m.nets.push_back(net->stats());
+  const std::vector<DriveConfig> drives = resources_.drives_in_guest_order();
+  for (std::size_t i = 0; i < drives_.size(); ++i) m.drives.push_back({drives[i].drive_id, drives_[i]->stats()});
+  for (std::size_t i = 0; i < nets_.size(); ++i) {
+    m.nets.push_back({resources_.network_interfaces[i].iface_id, nets_[i]->stats()});
+  }
   std::lock_guard lock(exit_mutex_);
   m.markers = markers_;
   m.workload_exit_code = workload_exit_;

@@ -31,45 +31,17 @@
 #include "vmm/kvm.h"
 #include "vmm/kvm_irq_line.h"
 #include "memory/guest_memory.h"
+#include "vmm/vm_resources.h"
 #include "vmm/virtio_mmio_device.h"
 
 namespace microvm::vmm {
 
-// A virtio-net interface backed by a host TAP device (created when missing).
-struct NetConfig {
-  std::string tap;                                 // host interface name
-  std::optional<devices::virtio::MacAddress> mac;  // default: 02:4d:56:00:00:<index+1>
-  // Container mode only: how microvm's init configures the guest side (ethN in --net order).
-  std::string address;  // "169.254.0.2/16"
-  std::string gateway;
-  std::string dns;
-};
-
-enum class ConsoleKind {
-  kSerial,  // COM1 (ttyS0)
-  kVirtio,  // virtio-console (hvc0); COM1 stays present but gets no host input
-};
-
-// Container mode: microvm's init runs as PID 1 from an initramfs the VMM builds in memory, mounts
-// the root drive under an overlay and runs the workload the spec describes (guest/protocol/spec.h).
-struct ContainerConfig {
-  std::string init_path;          // the static microvm-init binary
-  std::string spec_json;          // becomes /microvm/spec.json in the initramfs
-  unsigned stop_grace_ms = 3000;  // SIGTERM to SIGKILL in the guest; the VMM waits this plus a margin
-};
-
-struct MachineConfig {
-  std::string kernel_path;
-  std::optional<std::string> initrd_path;
-  std::string cmdline;
-  unsigned vcpus = 1;
-  std::uint64_t memory_bytes = 128ULL << 20;
-  int console_input = 0;   // fd the guest's serial input comes from; -1 for none
-  int console_output = 1;  // fd the guest's serial output goes to
-  ConsoleKind console = ConsoleKind::kSerial;
-  std::vector<devices::virtio::BlockOptions> drives;  // in order: vda, vdb, ...
-  std::vector<NetConfig> nets;                        // in order: eth0, eth1, ...
-  std::optional<ContainerConfig> container;
+// What the machine needs from the process that runs it, beside the VM's configuration.
+struct MachineEnvironment {
+  int console_input = 0;   // fd the guest's console input comes from; -1 for none
+  int console_output = 1;  // fd the guest's console output goes to
+  bool verbose = false;    // kernel messages on in container mode (VmResources::kernel_cmdline)
+  std::string init_path;   // container mode: the static microvm-init binary
 };
 
 // When things happened, on the host's monotonic clock (unset: did not happen). The guest's markers
@@ -107,15 +79,24 @@ struct MachineExit {
 // What GET /microvm/metrics reports: exits by kind (indexed like VcpuExit), per-device counters,
 // the boot markers.
 struct MachineMetrics {
+  struct Drive {
+    std::string drive_id;
+    devices::virtio::BlockStats stats;
+  };
+  struct Net {
+    std::string iface_id;
+    devices::virtio::NetDevice::Stats stats;
+  };
   std::array<std::uint64_t, std::variant_size_v<VcpuExit>> exits{};
-  std::vector<devices::virtio::BlockStats> drives;
-  std::vector<devices::virtio::NetDevice::Stats> nets;
+  std::vector<Drive> drives;  // in guest order (vda, vdb, ...)
+  std::vector<Net> nets;      // in guest order (eth0, eth1, ...)
   BootMarkers markers;
   std::optional<int> workload_exit_code;
 };
-// The container-mode initramfs the machine boots: microvm-init as /init, the spec as
+// The container-mode initramfs the machine boots: microvm-init (`init_path`) as /init, the spec as
 // /microvm/spec.json, and the nodes the init needs first. (`microvm start --write-initramfs` saves it.)
-[[nodiscard]] Result<std::vector<std::byte>> build_container_initramfs(const ContainerConfig& container);
+[[nodiscard]] Result<std::vector<std::byte>> build_container_initramfs(const std::string& init_path,
+                                                                      const VmResources& resources);
 
 // Names for MachineMetrics::exits, in VcpuExit order.
 inline constexpr std::array<const char*, std::variant_size_v<VcpuExit>> kExitNames{
@@ -124,19 +105,19 @@ inline constexpr std::array<const char*, std::variant_size_v<VcpuExit>> kExitNam
 
 class Machine {
  public:
-  static constexpr unsigned kMaxVcpus = 32;
-  static constexpr std::uint64_t kMinMemory = 32ULL << 20;
-
-  // The machine's devices and event handlers live on `io` (the VMM's event loop), which must outlive
-  // it and be run by one thread.
-  static Result<std::unique_ptr<Machine>> create(const MachineConfig& config, boost::asio::io_context& io);
+  // Builds the VM `resources` describe (with_defaults() applied: a kernel is named). The machine's
+  // devices and event handlers live on `io` (the VMM's event loop), which must outlive it and be run
+  // by one thread.
+  static Result<std::unique_ptr<Machine>> create(const VmResources& resources, const MachineEnvironment& env,
+                                                 boost::asio::io_context& io);
 
   // Only create() can make the key: construction that can fail goes through it.
   class Key {
     friend class Machine;
     Key() = default;
   };
-  Machine(Key, const MachineConfig& config, boost::asio::io_context& io, Kvm kvm, Vm vm, GuestMemory memory);
+  Machine(Key, const VmResources& resources, const MachineEnvironment& env, boost::asio::io_context& io, Kvm kvm,
+          Vm vm, GuestMemory memory);
 
   // The virtio devices, in the order they were announced on the command line.
   [[nodiscard]] const std::vector<std::unique_ptr<VirtioMmioDevice>>& virtio_devices() const { return virtio_; }
@@ -162,7 +143,7 @@ class Machine {
   // Ends the VM now, as if it had powered off (the API's stop for a whole-system guest).
   void power_off(std::string why) { stop(StopReason::kPowerOff, std::move(why)); }
   [[nodiscard]] MachineMetrics metrics() const;
-  [[nodiscard]] const MachineConfig& config() const { return config_; }
+  [[nodiscard]] const VmResources& resources() const { return resources_; }
 
  private:
   struct LoopState;
@@ -180,7 +161,8 @@ class Machine {
   void write_console(std::span<const std::uint8_t> bytes);
   void on_status(devices::StatusPort::Event event, std::uint32_t payload, BootMarkers::TimePoint when);
 
-  MachineConfig config_;
+  const VmResources resources_;
+  const MachineEnvironment env_;
   boost::asio::io_context& io_;  // the event loop: console input, signals, virtio notifications and backends
   Kvm kvm_;
   Vm vm_;

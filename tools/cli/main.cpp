@@ -60,7 +60,7 @@ int exit_status(const microvm::vmm::MachineExit& exit, bool container) {
 // kernel command line it would boot with goes to stdout (without the virtio-mmio device entries,
 // which name microvm's own devices).
 int write_initramfs(const microvm::cli::StartOptions& options) {
-  auto image = microvm::vmm::build_container_initramfs(*options.machine.container);
+  auto image = microvm::vmm::build_container_initramfs(microvm::cli::init_binary(), options.vm);
   if (!image) return error(image.error().message);
   std::ofstream file(options.write_initramfs, std::ios::binary | std::ios::trunc);
   file.write(reinterpret_cast<const char*>(image->data()), static_cast<std::streamsize>(image->size()));
@@ -69,7 +69,7 @@ int write_initramfs(const microvm::cli::StartOptions& options) {
     return error(
         fmt::format("cannot write the initramfs to {}: {}", options.write_initramfs, microvm::errno_text(errno)));
   }
-  fmt::print("{}\n", options.machine.cmdline);
+  fmt::print("{}\n", options.vm.kernel_cmdline(options.verbose));
   return 0;
 }
 
@@ -84,22 +84,24 @@ void save_final_metrics(const microvm::cli::StartOptions& options, const nlohman
 
 // A VM from flags alone.
 int run_plain(microvm::cli::StartOptions options, std::chrono::steady_clock::time_point process_start) {
-  if (auto resolved = microvm::cli::resolve_defaults(options); !resolved) return error(resolved.error().message);
+  auto resolved = microvm::vmm::with_defaults(options.vm, microvm::cli::host_defaults());
+  if (!resolved) return error(resolved.error().message);
+  options.vm = std::move(*resolved);
   if (!options.write_initramfs.empty()) return write_initramfs(options);
   boost::asio::io_context io;
-  auto machine = microvm::vmm::Machine::create(options.machine, io);
+  auto machine = microvm::vmm::Machine::create(options.vm, microvm::cli::machine_environment(options), io);
   if (!machine) return error(machine.error().message);
   microvm::vmm::MachineExit exit;
   {
-    microvm::cli::RawTerminal raw(options.machine.console_input);
+    microvm::cli::RawTerminal raw(options.console_input);
     exit = (*machine)->run();
   }
   spdlog::info("guest stopped: {}", exit.detail);
-  save_final_metrics(options, microvm::cli::metrics_json((*machine)->metrics(), (*machine)->config(), process_start));
-  return exit_status(exit, options.machine.container.has_value());
+  save_final_metrics(options, microvm::cli::metrics_json((*machine)->metrics(), process_start));
+  return exit_status(exit, options.vm.container_mode());
 }
 
-microvm::Result<microvm::api::VmConfig> read_config_file(const std::string& path) {
+microvm::Result<microvm::vmm::VmResources> read_config_file(const std::string& path) {
   std::ifstream file(path);
   if (!file) return microvm::fail("cannot read config file {}: {}", path, microvm::errno_text(errno));
   std::stringstream text;
@@ -110,16 +112,15 @@ microvm::Result<microvm::api::VmConfig> read_config_file(const std::string& path
 
 // A VM driven over the API socket and/or booted from a config file.
 int run_with_api(microvm::cli::StartOptions options, std::chrono::steady_clock::time_point process_start) {
-  microvm::api::VmConfig config = microvm::cli::to_vm_config(options);
-  bool start_now = options.kernel_given || !options.container.command.empty();
+  bool start_now = options.vm.bootable();  // a kernel or a command on the command line
   if (!options.config_file.empty()) {
     auto from_file = read_config_file(options.config_file);
     if (!from_file) return error(from_file.error().message);
-    config = std::move(*from_file);
+    options.vm = std::move(*from_file);
     start_now = true;  // like Firecracker: a config file boots at once
   }
   boost::asio::io_context io;
-  microvm::cli::VmmController controller(io, options, config, process_start);
+  microvm::cli::VmmController controller(io, options, process_start);
   std::unique_ptr<microvm::api::Server> server;
   if (!options.api_sock.empty()) {
     auto created = microvm::api::Server::create(io, options.api_sock, controller);
@@ -139,7 +140,7 @@ int run_with_api(microvm::cli::StartOptions options, std::chrono::steady_clock::
     io.stop();
   });
   {
-    microvm::cli::RawTerminal raw(options.machine.console_input);
+    microvm::cli::RawTerminal raw(options.console_input);
     io.run();
   }
   if (controller.machine() == nullptr) {
