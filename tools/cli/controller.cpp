@@ -13,7 +13,7 @@ namespace {
 
 constexpr unsigned kStopGraceMs = 3000;  // SIGTERM to SIGKILL when microvm is asked to stop
 constexpr const char* kRootDriveId = "rootfs";
-constexpr const char* kVersion = "0.1.0";
+constexpr const char* kVersion = MICROVM_VERSION;  // CMake's project(VERSION), tools/CMakeLists.txt
 
 // Where tools/prepare-defaults puts the default kernel and rootfs: $MICROVM_CACHE, else
 // ${XDG_CACHE_HOME:-~/.cache}/microvm, then "default/".
