@@ -13,10 +13,11 @@ namespace microvm::cli {
 
 namespace {
 
-constexpr const char* kVersion = "0.1.0";
+constexpr const char* kVersion = MICROVM_VERSION;  // CMake's project(VERSION), tools/CMakeLists.txt
 
 // Where tools/prepare-defaults puts the default kernel and rootfs: $MICROVM_CACHE, else
-// ${XDG_CACHE_HOME:-~/.cache}/microvm, then "default/".
+// ${XDG_CACHE_HOME:-~/.cache}/microvm, then "default/". tools/cache-dir is the scripts' side of the
+// same rule; tests/e2e/cli-errors checks that the two agree.
 std::string default_asset(std::string_view name) {
   std::string dir;
   if (const char* cache = std::getenv("MICROVM_CACHE"); cache != nullptr && *cache != '\0') {
