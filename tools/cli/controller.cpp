@@ -116,8 +116,27 @@ Result<void> VmmController::start() {
   const vmm::VmResources resources = TRY(vmm::with_defaults(options_.vm, host_defaults()));
   machine_ = TRY(vmm::Machine::create(resources, machine_environment(options_), io_));
   options_.vm = resources;
+  if (resources.container_mode()) {
+    supervisor_ = std::make_unique<runtime::ContainerSupervisor>(io_, *machine_, !options_.verbose);
+  }
   machine_->start();
   return {};
+}
+
+vmm::MachineMetrics VmmController::machine_metrics() const {
+  vmm::MachineMetrics m = machine_->metrics();
+  if (supervisor_) {
+    const vmm::BootMarkers guest = supervisor_->markers();
+    m.markers.init_started = guest.init_started;
+    m.markers.workload_started = guest.workload_started;
+    m.markers.workload_exited = guest.workload_exited;
+    m.workload_exit_code = supervisor_->exit_code();
+  }
+  return m;
+}
+
+vmm::MachineExit VmmController::finish() {
+  return machine_->finish();
 }
 
 vmm::VmResources VmmController::vm_config() {
@@ -129,9 +148,10 @@ vmm::VmResources VmmController::vm_config() {
 Result<void> VmmController::send_ctrl_alt_del() {
   if (!machine_) return fail_state("the VM is not started: send InstanceStart first");
   if (container_mode()) {
-    machine_->request_workload_stop();  // the init stops the workload (SIGTERM, then SIGKILL), then the VM
+    supervisor_->request_stop(0);  // the init stops the workload (SIGTERM, then SIGKILL), then the VM
   } else {
-    machine_->power_off("the API stopped the VM (SendCtrlAltDel)");  // no keyboard to press: stop it
+    // No keyboard to press: stop it, as if it had powered off.
+    machine_->stop(vmm::StopReason::kPowerOff, "the API stopped the VM (SendCtrlAltDel)");
   }
   return {};
 }
@@ -156,13 +176,13 @@ Result<void> VmmController::resume() {
 
 api::Status VmmController::status() {
   api::Status status{state(), std::nullopt};
-  if (machine_) status.exit_code = machine_->metrics().workload_exit_code;
+  if (supervisor_) status.exit_code = supervisor_->exit_code();
   return status;
 }
 
 nlohmann::json VmmController::metrics() {
   if (!machine_) return nlohmann::json{{"state", state()}};
-  nlohmann::json out = metrics_json(machine_->metrics(), process_start_);
+  nlohmann::json out = metrics_json(machine_metrics(), process_start_);
   out["state"] = state();
   return out;
 }
@@ -207,6 +227,7 @@ nlohmann::json metrics_json(const vmm::MachineMetrics& m, std::chrono::steady_cl
   markers["process_start_monotonic_ns"] =
       std::chrono::duration_cast<std::chrono::nanoseconds>(process_start.time_since_epoch()).count();
   out["boot_markers"] = markers;
+  out["console"] = {{"written_bytes", m.console.written_bytes}, {"dropped_bytes", m.console.dropped_bytes}};
   if (m.workload_exit_code) out["workload_exit_code"] = *m.workload_exit_code;
   return out;
 }

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "api/controller.h"
+#include "runtime/container_supervisor.h"
 #include "tools/cli/options.h"
 #include "vmm/machine.h"
 
@@ -36,6 +37,12 @@ class VmmController final : public api::Controller {
   VmmController(boost::asio::io_context& io, StartOptions options, std::chrono::steady_clock::time_point process_start);
 
   [[nodiscard]] vmm::Machine* machine() { return machine_.get(); }
+  // Container mode: the workload's exit status once it ended.
+  [[nodiscard]] std::optional<int> workload_exit_code() const {
+    return supervisor_ ? supervisor_->exit_code() : std::nullopt;
+  }
+  // After the event loop stopped: joins the VM and says how it ended.
+  [[nodiscard]] vmm::MachineExit finish();
   [[nodiscard]] bool container_mode() const { return machine_ != nullptr && machine_->resources().container_mode(); }
 
   api::InstanceInfo instance_info() override;
@@ -60,10 +67,14 @@ class VmmController final : public api::Controller {
  private:
   [[nodiscard]] Result<void> before_start(std::string_view what) const;
   [[nodiscard]] std::string state() const;
+  [[nodiscard]] vmm::MachineMetrics machine_metrics() const;
 
   boost::asio::io_context& io_;
   StartOptions options_;
   std::chrono::steady_clock::time_point process_start_;
+  // Container mode. Declared before machine_ so that it outlives it: the machine's vCPU threads call
+  // into it until the machine is destroyed (which joins them).
+  std::unique_ptr<runtime::ContainerSupervisor> supervisor_;
   std::unique_ptr<vmm::Machine> machine_;
 };
 

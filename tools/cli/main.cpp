@@ -34,10 +34,10 @@ int error(const std::string& message) {
 
 // How microvm exits for a VM that ended: the workload's status in container mode, else 0 for a
 // guest that powered off or rebooted, 128 + N for signal N, 1 for a failure.
-int exit_status(const microvm::vmm::MachineExit& exit, bool container) {
+int exit_status(const microvm::vmm::MachineExit& exit, bool container, std::optional<int> workload_exit_code) {
   using microvm::vmm::StopReason;
   if (container) {
-    if (exit.workload_exit_code) return *exit.workload_exit_code;
+    if (workload_exit_code) return *workload_exit_code;
     if (exit.reason == StopReason::kSignal) {
       fmt::print(stderr, "microvm: {}\n", exit.detail);
       return kExitSignalBase + exit.signal;
@@ -82,25 +82,6 @@ void save_final_metrics(const microvm::cli::StartOptions& options, const nlohman
   }
 }
 
-// A VM from flags alone.
-int run_plain(microvm::cli::StartOptions options, std::chrono::steady_clock::time_point process_start) {
-  auto resolved = microvm::vmm::with_defaults(options.vm, microvm::cli::host_defaults());
-  if (!resolved) return error(resolved.error().message);
-  options.vm = std::move(*resolved);
-  if (!options.write_initramfs.empty()) return write_initramfs(options);
-  boost::asio::io_context io;
-  auto machine = microvm::vmm::Machine::create(options.vm, microvm::cli::machine_environment(options), io);
-  if (!machine) return error(machine.error().message);
-  microvm::vmm::MachineExit exit;
-  {
-    microvm::cli::RawTerminal raw(options.console_input);
-    exit = (*machine)->run();
-  }
-  spdlog::info("guest stopped: {}", exit.detail);
-  save_final_metrics(options, microvm::cli::metrics_json((*machine)->metrics(), process_start));
-  return exit_status(exit, options.vm.container_mode());
-}
-
 microvm::Result<microvm::vmm::VmResources> read_config_file(const std::string& path) {
   std::ifstream file(path);
   if (!file) return microvm::fail("cannot read config file {}: {}", path, microvm::errno_text(errno));
@@ -110,8 +91,14 @@ microvm::Result<microvm::vmm::VmResources> read_config_file(const std::string& p
   return TRY_CONTEXT(fmt::format("config file {}", path), microvm::api::parse_vm_config(json));
 }
 
-// A VM driven over the API socket and/or booted from a config file.
-int run_with_api(microvm::cli::StartOptions options, std::chrono::steady_clock::time_point process_start) {
+// A VM from flags, a config file, and/or driven over the API socket.
+int run_vm(microvm::cli::StartOptions options, std::chrono::steady_clock::time_point process_start) {
+  if (!options.write_initramfs.empty()) {
+    auto resolved = microvm::vmm::with_defaults(options.vm, microvm::cli::host_defaults());
+    if (!resolved) return error(resolved.error().message);
+    options.vm = std::move(*resolved);
+    return write_initramfs(options);
+  }
   bool start_now = options.vm.bootable();  // a kernel or a command on the command line
   if (!options.config_file.empty()) {
     auto from_file = read_config_file(options.config_file);
@@ -147,10 +134,10 @@ int run_with_api(microvm::cli::StartOptions options, std::chrono::steady_clock::
     fmt::print(stderr, "microvm: stopped by signal {} before the VM was started\n", signal_before_start);
     return kExitSignalBase + signal_before_start;
   }
-  const microvm::vmm::MachineExit exit = controller.machine()->finish();
+  const microvm::vmm::MachineExit exit = controller.finish();
   spdlog::info("guest stopped: {}", exit.detail);
   save_final_metrics(options, controller.metrics());
-  return exit_status(exit, controller.container_mode());
+  return exit_status(exit, controller.container_mode(), controller.workload_exit_code());
 }
 
 // `microvm ctl`: one request, the answer's body on stdout (status, config, metrics), one line on failure.
@@ -217,8 +204,5 @@ int main(int argc, char** argv) {
   if (parsed->ctl) return run_ctl(*parsed->ctl);
   if (parsed->rootfs_build) return run_rootfs_build(*parsed->rootfs_build);
   if (parsed->start->verbose) spdlog::set_level(spdlog::level::debug);
-  if (!parsed->start->api_sock.empty() || !parsed->start->config_file.empty()) {
-    return run_with_api(*parsed->start, process_start);
-  }
-  return run_plain(*parsed->start, process_start);
+  return run_vm(*parsed->start, process_start);
 }

@@ -1,5 +1,7 @@
 #include "tools/cli/options.h"
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
@@ -205,6 +207,11 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   if (memory_bytes >> 20 < vmm::kMinMemoryMib) {
     return fail("--memory {} MiB is too small: a Linux guest needs at least {} MiB", memory_bytes >> 20,
                 vmm::kMinMemoryMib);
+  }
+  const auto host_bytes =
+      static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (memory_bytes > host_bytes) {
+    return fail("--memory {} MiB is more than this host's {} MiB of RAM", memory_bytes >> 20, host_bytes >> 20);
   }
   if (memory_bytes >> 20 > vmm::kMaxMemoryMib) {
     return fail("--memory {} is more than microvm supports ({} MiB)", memory, vmm::kMaxMemoryMib);
