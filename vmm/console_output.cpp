@@ -1,6 +1,9 @@
 #include "vmm/console_output.h"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,10 +19,31 @@ constexpr std::size_t kChunkBytes = 4096;
 // How often the writer looks at the stop flag while the fd is not writable.
 constexpr int kPollMs = 50;
 
+// A file description of its own, non-blocking, on what `fd` refers to, so the writer never blocks
+// in write(2) (a pipe with less room than the chunk, a stopped terminal) and the shell's own
+// description keeps its flags. Regular files and sockets need none (files never block for long;
+// sockets get MSG_DONTWAIT); where reopening fails the writer uses `fd` itself.
+UniqueFd nonblocking_reopen(int fd) {
+  struct stat info {};
+  if (::fstat(fd, &info) != 0 || S_ISREG(info.st_mode) || S_ISSOCK(info.st_mode)) return {};
+  if (!S_ISFIFO(info.st_mode) && ::isatty(fd) == 0) return {};
+  const std::string path = "/proc/self/fd/" + std::to_string(fd);
+  return UniqueFd(::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+}
+
+bool is_socket(int fd) {
+  struct stat info {};
+  return ::fstat(fd, &info) == 0 && S_ISSOCK(info.st_mode);
+}
+
 }  // namespace
 
 ConsoleOutput::ConsoleOutput(int fd, std::size_t capacity)
-    : fd_(fd), capacity_(std::max<std::size_t>(capacity, 1)), writer_([this] { run_writer(); }) {}
+    : own_fd_(nonblocking_reopen(fd)),
+      fd_(own_fd_.valid() ? own_fd_.get() : fd),
+      socket_(is_socket(fd)),
+      capacity_(std::max<std::size_t>(capacity, 1)),
+      writer_([this] { run_writer(); }) {}
 
 ConsoleOutput::~ConsoleOutput() {
   {
@@ -83,7 +107,9 @@ bool ConsoleOutput::flush(std::chrono::milliseconds stall) {
 
 ConsoleOutput::Stats ConsoleOutput::stats() const {
   std::lock_guard lock(mutex_);
-  return stats_;
+  Stats stats = stats_;
+  stats.buffered_bytes = buffer_.size() + in_flight_;
+  return stats;
 }
 
 std::vector<std::string> ConsoleOutput::last_lines() const {
@@ -131,9 +157,10 @@ bool ConsoleOutput::write_out(std::span<const std::uint8_t> chunk) {
       continue;
     }
     if ((writable.revents & (POLLERR | POLLNVAL)) != 0) return false;
-    // A terminal's stdout may share its open file description with stdin, which the event loop made
-    // non-blocking: EAGAIN means poll again.
-    const ssize_t written = ::write(fd_, chunk.data(), chunk.size());
+    // Non-blocking (our own description, MSG_DONTWAIT, or a terminal's stdout that shares its
+    // description with stdin, which the event loop made non-blocking): EAGAIN means poll again.
+    const ssize_t written = socket_ ? ::send(fd_, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL)
+                                    : ::write(fd_, chunk.data(), chunk.size());
     if (written < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
     if (written <= 0) return false;
     chunk = chunk.subspan(static_cast<std::size_t>(written));

@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "base/unique_fd.h"
+
 namespace microvm::vmm {
 
 class ConsoleOutput {
@@ -31,9 +33,12 @@ class ConsoleOutput {
   struct Stats {
     std::uint64_t written_bytes = 0;  // reached the output fd
     std::uint64_t dropped_bytes = 0;  // dropped: the buffer was full, or the output fd failed
+    std::uint64_t buffered_bytes = 0;  // waiting in the buffer now
   };
 
-  // Starts the writer thread on `fd` (not owned; it must stay open until this is destroyed).
+  // Starts the writer thread on `fd` (not owned; it must stay open until this is destroyed). A pipe
+  // or terminal is reopened non-blocking (through /proc/self/fd) so the writer never blocks in
+  // write(2) and can always be stopped.
   explicit ConsoleOutput(int fd, std::size_t capacity = kDefaultCapacity);
   // Stops the writer thread; bytes still buffered are dropped (flush() first to keep them).
   ~ConsoleOutput();
@@ -57,7 +62,9 @@ class ConsoleOutput {
   // Writes `chunk` to the fd, waiting for it to be writable; false when the fd failed (reader gone).
   bool write_out(std::span<const std::uint8_t> chunk);
 
-  const int fd_;
+  const UniqueFd own_fd_;  // a non-blocking description of the output, where one can be had
+  const int fd_;          // what the writer writes to: own_fd_, or the fd it was given
+  const bool socket_;
   const std::size_t capacity_;
 
   mutable std::mutex mutex_;  // everything below

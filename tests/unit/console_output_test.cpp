@@ -93,6 +93,22 @@ TEST(ConsoleOutput, AStalledReaderNeverBlocksTheWriterAndKeepsTheNewestBytes) {
   const ConsoleOutput::Stats done = console.stats();
   EXPECT_EQ(done.written_bytes, received.size());
   EXPECT_EQ(done.written_bytes + done.dropped_bytes, kBlocks * block.size() + last.size()) << "every byte accounted";
+  EXPECT_EQ(stalled.written_bytes + stalled.dropped_bytes + stalled.buffered_bytes, kBlocks * block.size() + last.size());
+  EXPECT_EQ(done.buffered_bytes, 0U);
+}
+
+TEST(ConsoleOutput, StopsPromptlyWhileThePipeHasLessRoomThanAChunk) {
+  Pipe pipe;
+  ASSERT_GE(::fcntl(pipe.write_end.get(), F_SETPIPE_SZ, 4096), 0);  // one page: a 4 KiB write would block
+  const auto start = std::chrono::steady_clock::now();
+  {
+    ConsoleOutput console(pipe.write_end.get());
+    console.write(bytes_of("x"));  // the pipe's one buffer page is now in use
+    ASSERT_TRUE(console.flush(1s));
+    console.write(bytes_of(std::string(64 * 1024, 'y')));
+    EXPECT_FALSE(console.flush(200ms));
+  }  // the destructor must not wait for a reader that never comes
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
 }
 
 TEST(ConsoleOutput, AWriteLargerThanTheBufferKeepsItsTail) {

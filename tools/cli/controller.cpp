@@ -227,7 +227,9 @@ nlohmann::json metrics_json(const vmm::MachineMetrics& m, std::chrono::steady_cl
   markers["process_start_monotonic_ns"] =
       std::chrono::duration_cast<std::chrono::nanoseconds>(process_start.time_since_epoch()).count();
   out["boot_markers"] = markers;
-  out["console"] = {{"written_bytes", m.console.written_bytes}, {"dropped_bytes", m.console.dropped_bytes}};
+  out["console"] = {{"written_bytes", m.console.written_bytes},
+                    {"dropped_bytes", m.console.dropped_bytes},
+                    {"buffered_bytes", m.console.buffered_bytes}};
   if (m.workload_exit_code) out["workload_exit_code"] = *m.workload_exit_code;
   return out;
 }
