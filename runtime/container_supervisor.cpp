@@ -14,10 +14,8 @@ constexpr std::uint32_t kExitStatusMask = 0xff;  // an exit status is 0..255 (st
 
 ContainerSupervisor::ContainerSupervisor(boost::asio::io_context& io, vmm::Machine& machine, bool quiet)
     : machine_(machine), quiet_(quiet), deadline_(io) {
-  machine_.set_status_listener(
-      [this](devices::StatusPort::Event event, std::uint32_t payload, vmm::BootMarkers::TimePoint when) {
-        on_status(event, payload, when);
-      });
+  machine_.set_status_listener([this](devices::StatusPort::Event event, std::uint32_t payload,
+                                      vmm::BootMarkers::TimePoint when) { on_status(event, payload, when); });
   machine_.set_signal_handler([this](int signal) { request_stop(signal); });
 }
 

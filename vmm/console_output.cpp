@@ -76,7 +76,8 @@ void ConsoleOutput::write(std::span<const std::uint8_t> bytes) {
       stats_.dropped_bytes += buffer_.size() + (bytes.size() - capacity_);
       buffer_.assign(bytes.end() - static_cast<std::ptrdiff_t>(capacity_), bytes.end());
     } else {
-      const std::size_t overflow = buffer_.size() + bytes.size() > capacity_ ? buffer_.size() + bytes.size() - capacity_ : 0;
+      const std::size_t overflow =
+          buffer_.size() + bytes.size() > capacity_ ? buffer_.size() + bytes.size() - capacity_ : 0;
       buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(overflow));
       stats_.dropped_bytes += overflow;
       buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());

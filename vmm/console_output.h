@@ -31,8 +31,8 @@ class ConsoleOutput {
   static constexpr std::size_t kMaxLineBytes = 512;
 
   struct Stats {
-    std::uint64_t written_bytes = 0;  // reached the output fd
-    std::uint64_t dropped_bytes = 0;  // dropped: the buffer was full, or the output fd failed
+    std::uint64_t written_bytes = 0;   // reached the output fd
+    std::uint64_t dropped_bytes = 0;   // dropped: the buffer was full, or the output fd failed
     std::uint64_t buffered_bytes = 0;  // waiting in the buffer now
   };
 
@@ -50,7 +50,8 @@ class ConsoleOutput {
   // From now on every write is dropped (and not counted as dropped).
   void mute();
   // Waits until everything buffered reached the fd, or until it made no progress for `stall`:
-  // true when everything written so far reached it (false also once the fd failed). Call it when the VM has ended, never on the event loop.
+  // true when everything written so far reached it (false also once the fd failed). Call it when the VM has ended,
+  // never on the event loop.
   bool flush(std::chrono::milliseconds stall);
 
   [[nodiscard]] Stats stats() const;
@@ -63,7 +64,7 @@ class ConsoleOutput {
   bool write_out(std::span<const std::uint8_t> chunk);
 
   const UniqueFd own_fd_;  // a non-blocking description of the output, where one can be had
-  const int fd_;          // what the writer writes to: own_fd_, or the fd it was given
+  const int fd_;           // what the writer writes to: own_fd_, or the fd it was given
   const bool socket_;
   const std::size_t capacity_;
 

@@ -58,8 +58,8 @@ Result<Kvm> Kvm::open(const std::string& path) {
           path);
     }
     if (err == EACCES || err == EPERM) {
-      return fail_host("no permission to open {}: add your user to the 'kvm' group (usermod -aG kvm $USER) and log in again",
-                  path);
+      return fail_host(
+          "no permission to open {}: add your user to the 'kvm' group (usermod -aG kvm $USER) and log in again", path);
     }
     return fail_host("cannot open {}: {}", path, errno_text(err));
   }
@@ -71,7 +71,8 @@ Result<Kvm> Kvm::open(const std::string& path) {
   }
   // KVM_GET_API_VERSION takes no argument.
   const int version = ::ioctl(fd.get(), KVM_GET_API_VERSION, 0);
-  if (version != kApiVersion) return fail_kvm("{} speaks KVM API version {}, microvm needs {}", path, version, kApiVersion);
+  if (version != kApiVersion)
+    return fail_kvm("{} speaks KVM API version {}, microvm needs {}", path, version, kApiVersion);
   Kvm kvm(std::move(fd));
   for (const Capability& cap : kRequiredCapabilities) {
     if (kvm.check_extension(cap.id) <= 0) {

@@ -85,7 +85,7 @@ struct MachineMetrics {
 // The container-mode initramfs the machine boots: microvm-init (`init_path`) as /init, the spec as
 // /microvm/spec.json, and the nodes the init needs first. (`microvm start --write-initramfs` saves it.)
 [[nodiscard]] Result<std::vector<std::byte>> build_container_initramfs(const std::string& init_path,
-                                                                      const VmResources& resources);
+                                                                       const VmResources& resources);
 
 class Machine {
  public:

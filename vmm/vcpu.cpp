@@ -56,7 +56,8 @@ void Vcpu::set_immediate_exit(bool value) {
 }
 
 Result<void> Vcpu::set_cpuid(std::span<const kvm_cpuid_entry2> entries) const {
-  if (entries.size() > kMaxCpuidEntries) return fail_kind(ErrorKind::kInternal, "too many CPUID entries ({})", entries.size());
+  if (entries.size() > kMaxCpuidEntries)
+    return fail_kind(ErrorKind::kInternal, "too many CPUID entries ({})", entries.size());
   std::vector<std::byte> buffer = counted_array<abi::Cpuid2Header>(entries);
   // KVM reads nent entries from behind the header (kernel C layout, see kvm_abi.h).
   return check(::ioctl(fd_.get(), abi::kSetCpuid2, buffer.data()), "KVM_SET_CPUID2");
@@ -70,7 +71,7 @@ Result<void> Vcpu::set_msrs(std::span<const kvm_msr_entry> entries) const {
   if (set < 0) return fail_kvm("KVM_SET_MSRS failed: {}", errno_text(errno));
   if (static_cast<std::size_t>(set) != entries.size()) {
     return fail_kvm("KVM_SET_MSRS set {} of {} MSRs (MSR {:#x} refused)", set, entries.size(),
-                entries[static_cast<std::size_t>(set)].index);
+                    entries[static_cast<std::size_t>(set)].index);
   }
   return {};
 }

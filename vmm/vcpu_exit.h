@@ -50,5 +50,4 @@ using VcpuExit =
     std::variant<exit::IoIn, exit::IoOut, exit::MmioRead, exit::MmioWrite, exit::Hlt, exit::Shutdown, exit::SystemEvent,
                  exit::FailEntry, exit::InternalError, exit::Interrupted, exit::Unknown>;
 
-
 }  // namespace microvm::vmm

@@ -91,7 +91,8 @@ Result<std::unique_ptr<Machine>> VmBuilder::build(const VmResources& resources, 
   }
   HostResources host;
   for (const DriveConfig& drive : drives) {
-    host.drives.push_back(TRY(devices::virtio::BlockDevice::open({drive.path_on_host, drive.is_read_only, drive.drive_id})));
+    host.drives.push_back(
+        TRY(devices::virtio::BlockDevice::open({drive.path_on_host, drive.is_read_only, drive.drive_id})));
   }
   for (const NetworkInterfaceConfig& net : resources.network_interfaces) {
     host.taps.push_back(TRY_CONTEXT(fmt::format("network interface {}", net.host_dev_name),
@@ -162,9 +163,9 @@ Result<void> VmBuilder::wire(Machine& m, const boot::LinuxBootInfo& boot_info, H
     }
     UniqueFd backend(::dup(tap.fd()));
     if (!backend.valid()) return fail_host("dup of the TAP fd failed: {}", errno_text(errno));
-    auto net = std::make_unique<devices::virtio::NetDevice>(
-        m.io_.get_executor(), std::move(backend), mac, tap.supports_offloads(),
-        [&tap](unsigned flags) { return tap.set_offloads(flags); });
+    auto net = std::make_unique<devices::virtio::NetDevice>(m.io_.get_executor(), std::move(backend), mac,
+                                                            tap.supports_offloads(),
+                                                            [&tap](unsigned flags) { return tap.set_offloads(flags); });
     m.nets_.push_back(net.get());
     TRY_VOID(add_virtio(m, std::move(net), "virtio-net"));
   }
@@ -185,8 +186,9 @@ Result<void> VmBuilder::wire(Machine& m, const boot::LinuxBootInfo& boot_info, H
     if (id == 0) TRY_VOID(setup_boot_registers(vcpu, boot_info.cpu));
     vcpus.push_back(std::move(vcpu));
   }
-  m.vcpus_ = std::make_unique<VcpuSet>(std::move(vcpus), m.pio_bus_, m.mmio_bus_,
-                                       [&m](StopReason reason, std::string detail) { m.stop(reason, std::move(detail)); });
+  m.vcpus_ =
+      std::make_unique<VcpuSet>(std::move(vcpus), m.pio_bus_, m.mmio_bus_,
+                                [&m](StopReason reason, std::string detail) { m.stop(reason, std::move(detail)); });
 
   const int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (efd < 0) return fail_host("eventfd failed: {}", errno_text(errno));
@@ -197,10 +199,10 @@ Result<void> VmBuilder::wire(Machine& m, const boot::LinuxBootInfo& boot_info, H
 Result<void> VmBuilder::add_virtio(Machine& m, std::unique_ptr<devices::virtio::VirtioDevice> device,
                                    std::string_view name) {
   const std::size_t index = m.virtio_.size();
-  auto wired = TRY(
-      VirtioMmioDevice::create(m.vm_, m.io_, m.memory_, std::move(device), virtio_base(index), layout::kVirtioIrqs[index]));
+  auto wired = TRY(VirtioMmioDevice::create(m.vm_, m.io_, m.memory_, std::move(device), virtio_base(index),
+                                            layout::kVirtioIrqs[index]));
   TRY_VOID(m.mmio_bus_.insert(wired->base().value, devices::virtio::MmioTransport::kWindowSize, wired->transport(),
-                            fmt::format("{}@{:#x}", name, wired->base().value)));
+                              fmt::format("{}@{:#x}", name, wired->base().value)));
   spdlog::debug("{} at {:#x}, IRQ {}", name, wired->base().value, wired->irq());
   m.virtio_.push_back(std::move(wired));
   return {};

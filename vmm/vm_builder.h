@@ -26,8 +26,7 @@ class VmBuilder {
     std::vector<std::unique_ptr<devices::virtio::BlockDevice>> drives;
     std::vector<devices::virtio::Tap> taps;
   };
-  [[nodiscard]] static Result<void> wire(Machine& machine, const boot::LinuxBootInfo& boot_info,
-                                         HostResources host);
+  [[nodiscard]] static Result<void> wire(Machine& machine, const boot::LinuxBootInfo& boot_info, HostResources host);
   [[nodiscard]] static Result<void> add_virtio(Machine& machine, std::unique_ptr<devices::virtio::VirtioDevice> device,
                                                std::string_view name);
 };

@@ -73,7 +73,8 @@ std::string VmResources::kernel_cmdline(bool verbose) const {
   // otherwise. In container mode the init mounts it.
   const DriveConfig* root = root_drive();
   if (root != nullptr && !container_mode() && cmdline.find(kRootArg) == std::string::npos) {
-    cmdline += fmt::format("{}{}{} {}", cmdline.empty() ? "" : " ", kRootArg, kRootDevice, root->is_read_only ? "ro" : "rw");
+    cmdline +=
+        fmt::format("{}{}{} {}", cmdline.empty() ? "" : " ", kRootArg, kRootDevice, root->is_read_only ? "ro" : "rw");
   }
   return cmdline;
 }
@@ -99,7 +100,8 @@ Result<guest::Spec> VmResources::container_spec() const {
     guest::NetworkSpec entry;
     entry.interface = fmt::format("eth{}", i);
     entry.address = guest::parse_ipv4_cidr(*net.guest_ip);
-    if (!entry.address) return fail("network interface {}: guest IP {} is not A.B.C.D/PREFIX", net.iface_id, *net.guest_ip);
+    if (!entry.address)
+      return fail("network interface {}: guest IP {} is not A.B.C.D/PREFIX", net.iface_id, *net.guest_ip);
     if (net.guest_gateway) {
       entry.gateway = guest::parse_ipv4(*net.guest_gateway);
       if (!entry.gateway) {

@@ -93,7 +93,8 @@ TEST(ConsoleOutput, AStalledReaderNeverBlocksTheWriterAndKeepsTheNewestBytes) {
   const ConsoleOutput::Stats done = console.stats();
   EXPECT_EQ(done.written_bytes, received.size());
   EXPECT_EQ(done.written_bytes + done.dropped_bytes, kBlocks * block.size() + last.size()) << "every byte accounted";
-  EXPECT_EQ(stalled.written_bytes + stalled.dropped_bytes + stalled.buffered_bytes, kBlocks * block.size() + last.size());
+  EXPECT_EQ(stalled.written_bytes + stalled.dropped_bytes + stalled.buffered_bytes,
+            kBlocks * block.size() + last.size());
   EXPECT_EQ(done.buffered_bytes, 0U);
 }
 

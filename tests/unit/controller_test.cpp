@@ -25,11 +25,35 @@ StartOptions parse_start(std::vector<std::string> args) {
 // Every field of the one configuration, set from flags. Paths below must all arrive at the same
 // VmResources, and so at the same boot (command line, drive order, container spec).
 const std::vector<std::string> kEveryFlag = {
-    "start",     "--kernel",   "/k/vmlinux", "--cmdline", "console=hvc0 quiet",
-    "--cpus",    "2",          "--memory",   "256M",     "--rootfs",  "/r.img",    "--drive",
-    "/d.img,ro", "--net",      "tap=t0,mac=02:00:00:00:00:05,ip=169.254.0.2/16,gw=169.254.0.1,dns=169.254.0.53",
-    "--console", "virtio",     "--env",      "A=1",      "-w",        "/srv",      "-u",
-    "nobody",    "--hostname", "box",        "--",       "sh",        "-c",        "echo hi"};
+    "start",
+    "--kernel",
+    "/k/vmlinux",
+    "--cmdline",
+    "console=hvc0 quiet",
+    "--cpus",
+    "2",
+    "--memory",
+    "256M",
+    "--rootfs",
+    "/r.img",
+    "--drive",
+    "/d.img,ro",
+    "--net",
+    "tap=t0,mac=02:00:00:00:00:05,ip=169.254.0.2/16,gw=169.254.0.1,dns=169.254.0.53",
+    "--console",
+    "virtio",
+    "--env",
+    "A=1",
+    "-w",
+    "/srv",
+    "-u",
+    "nobody",
+    "--hostname",
+    "box",
+    "--",
+    "sh",
+    "-c",
+    "echo hi"};
 
 // What a Machine would be built with: the configuration itself and what is derived from it.
 void expect_same_boot(const vmm::VmResources& got, const vmm::VmResources& want, bool verbose) {
@@ -45,7 +69,8 @@ void expect_same_boot(const vmm::VmResources& got, const vmm::VmResources& want,
 TEST(Controller, EveryFieldSurvivesEveryPath) {
   // --initrd is the one field container mode refuses: it is checked on a whole-system VM here.
   StartOptions flags = parse_start(kEveryFlag);
-  flags.vm.boot_source.initrd_path = parse_start({"start", "--kernel", "k", "--initrd", "/k/initrd"}).vm.boot_source.initrd_path;
+  flags.vm.boot_source.initrd_path =
+      parse_start({"start", "--kernel", "k", "--initrd", "/k/initrd"}).vm.boot_source.initrd_path;
   ASSERT_EQ(flags.vm.boot_source.initrd_path, "/k/initrd");
   const vmm::VmResources& want = flags.vm;
   ASSERT_EQ(want.network_interfaces.size(), 1U);

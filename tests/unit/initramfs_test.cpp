@@ -10,8 +10,8 @@
 #include <fstream>
 #include <string>
 
-#include "tests/unit/test_support.h"
 #include "guest/protocol/spec.h"
+#include "tests/unit/test_support.h"
 #include "vmm/machine.h"
 
 namespace microvm::boot {

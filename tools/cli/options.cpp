@@ -145,8 +145,7 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
                         "run the same init under another VMM");
   start_cmd->add_option("--env,-e", env, "Container mode: set K=V for the workload (repeatable)")
       ->allow_extra_args(false);
-  start_cmd->add_option("--workdir,-w", workdir, "Container mode: the workload's working directory")
-      ->default_str("/");
+  start_cmd->add_option("--workdir,-w", workdir, "Container mode: the workload's working directory")->default_str("/");
   start_cmd->add_option("--user,-u", user, "Container mode: USER[:GROUP] or UID[:GID] to run as");
   start_cmd->add_option("--hostname", hostname, "Container mode: the guest's hostname")
       ->default_str(std::string(vmm::kDefaultHostname));
