@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
+#include <string>
 
 namespace microvm::vmm {
 
@@ -43,6 +45,7 @@ ConsoleOutput::ConsoleOutput(int fd, std::size_t capacity)
       fd_(own_fd_.valid() ? own_fd_.get() : fd),
       socket_(is_socket(fd)),
       capacity_(std::max<std::size_t>(capacity, 1)),
+      ring_(capacity_),
       writer_([this] { run_writer(); }) {}
 
 ConsoleOutput::~ConsoleOutput() {
@@ -72,15 +75,21 @@ void ConsoleOutput::write(std::span<const std::uint8_t> bytes) {
       return;
     }
     // Keep the newest `capacity_` bytes: what does not fit pushes the oldest out.
-    if (bytes.size() >= capacity_) {
-      stats_.dropped_bytes += buffer_.size() + (bytes.size() - capacity_);
-      buffer_.assign(bytes.end() - static_cast<std::ptrdiff_t>(capacity_), bytes.end());
-    } else {
-      const std::size_t overflow =
-          buffer_.size() + bytes.size() > capacity_ ? buffer_.size() + bytes.size() - capacity_ : 0;
-      buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(overflow));
-      stats_.dropped_bytes += overflow;
-      buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+    if (bytes.size() > capacity_) {
+      stats_.dropped_bytes += bytes.size() - capacity_;
+      bytes = bytes.subspan(bytes.size() - capacity_);
+    }
+    const std::size_t overflow = buffered_ + bytes.size() > capacity_ ? buffered_ + bytes.size() - capacity_ : 0;
+    head_ = (head_ + overflow) % capacity_;
+    buffered_ -= overflow;
+    stats_.dropped_bytes += overflow;
+    std::size_t tail = (head_ + buffered_) % capacity_;
+    while (!bytes.empty()) {
+      const std::size_t n = std::min(bytes.size(), capacity_ - tail);
+      std::memcpy(ring_.data() + tail, bytes.data(), n);
+      bytes = bytes.subspan(n);
+      buffered_ += n;
+      tail = (tail + n) % capacity_;
     }
   }
   changed_.notify_all();
@@ -94,10 +103,10 @@ void ConsoleOutput::mute() {
 bool ConsoleOutput::flush(std::chrono::milliseconds stall) {
   std::unique_lock lock(mutex_);
   std::uint64_t written = stats_.written_bytes;
-  while (!buffer_.empty() || in_flight_ != 0) {
+  while (buffered_ != 0 || in_flight_ != 0) {
     if (broken_) return false;
     if (!changed_.wait_for(lock, stall, [&] {
-          return (buffer_.empty() && in_flight_ == 0) || stats_.written_bytes != written || broken_;
+          return (buffered_ == 0 && in_flight_ == 0) || stats_.written_bytes != written || broken_;
         })) {
       return false;  // no progress for `stall`: the host stopped reading
     }
@@ -109,7 +118,7 @@ bool ConsoleOutput::flush(std::chrono::milliseconds stall) {
 ConsoleOutput::Stats ConsoleOutput::stats() const {
   std::lock_guard lock(mutex_);
   Stats stats = stats_;
-  stats.buffered_bytes = buffer_.size() + in_flight_;
+  stats.buffered_bytes = buffered_ + in_flight_;
   return stats;
 }
 
@@ -125,11 +134,13 @@ void ConsoleOutput::run_writer() {
   chunk.reserve(kChunkBytes);
   std::unique_lock lock(mutex_);
   while (true) {
-    changed_.wait(lock, [&] { return stopping_ || !buffer_.empty(); });
+    changed_.wait(lock, [&] { return stopping_ || buffered_ != 0; });
     if (stopping_) return;
-    const std::size_t n = std::min(buffer_.size(), kChunkBytes);
-    chunk.assign(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(n));
-    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(n));
+    // One contiguous piece of the ring at a time.
+    const std::size_t n = std::min({buffered_, kChunkBytes, capacity_ - head_});
+    chunk.assign(ring_.begin() + static_cast<std::ptrdiff_t>(head_), ring_.begin() + static_cast<std::ptrdiff_t>(head_ + n));
+    head_ = (head_ + n) % capacity_;
+    buffered_ -= n;
     in_flight_ = n;
     lock.unlock();
     const bool ok = write_out(chunk);
@@ -140,8 +151,8 @@ void ConsoleOutput::run_writer() {
     } else if (!stopping_) {
       // The reader went away (EPIPE, EIO): drop console output, keep the guest running.
       broken_ = true;
-      stats_.dropped_bytes += n + buffer_.size();
-      buffer_.clear();
+      stats_.dropped_bytes += n + buffered_;
+      buffered_ = 0;
     }
     changed_.notify_all();
   }

@@ -70,7 +70,10 @@ class ConsoleOutput {
 
   mutable std::mutex mutex_;  // everything below
   std::condition_variable changed_;
-  std::deque<std::uint8_t> buffer_;
+  // A ring of capacity_ bytes: buffered_ bytes from head_ on (wrapping around).
+  std::vector<std::uint8_t> ring_;
+  std::size_t head_ = 0;
+  std::size_t buffered_ = 0;
   std::size_t in_flight_ = 0;  // bytes the writer took out of buffer_ and is writing now
   bool stopping_ = false;
   bool muted_ = false;

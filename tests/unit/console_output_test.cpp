@@ -82,7 +82,9 @@ TEST(ConsoleOutput, AStalledReaderNeverBlocksTheWriterAndKeepsTheNewestBytes) {
   for (int i = 0; i < kBlocks; ++i) console.write(bytes_of(block));
   const std::string last = "the end\n";
   console.write(bytes_of(last));
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s) << "write() must not wait for the reader";
+  // Not a timing test: a write() that waited for the reader would never get here (nobody reads);
+  // the bound only turns such a hang into a failure.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 30s) << "write() must not wait for the reader";
   EXPECT_FALSE(console.flush(200ms)) << "no progress while nobody reads";
   const ConsoleOutput::Stats stalled = console.stats();
   EXPECT_GT(stalled.dropped_bytes, 9U * 1024 * 1024);
@@ -109,7 +111,7 @@ TEST(ConsoleOutput, StopsPromptlyWhileThePipeHasLessRoomThanAChunk) {
     console.write(bytes_of(std::string(64 * 1024, 'y')));
     EXPECT_FALSE(console.flush(200ms));
   }  // the destructor must not wait for a reader that never comes
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 30s) << "a hang, not a timing: see above";
 }
 
 TEST(ConsoleOutput, AWriteLargerThanTheBufferKeepsItsTail) {
