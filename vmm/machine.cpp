@@ -26,6 +26,23 @@ constexpr std::chrono::milliseconds kInputRetry{10};  // when the console device
 
 }  // namespace
 
+// What the event loop serves for a running machine: stop signals, the stop eventfd and console
+// input. On the heap so handlers can refer to it while start() has long returned.
+struct Machine::LoopState {
+  explicit LoopState(boost::asio::io_context& io) : signals(io, SIGINT, SIGTERM, SIGHUP), retry(io) {}
+
+  boost::asio::signal_set signals;
+  std::function<void()> wait_for_signal;
+  std::optional<boost::asio::posix::stream_descriptor> stop_event;
+  std::optional<boost::asio::posix::stream_descriptor> input;
+  boost::asio::steady_timer retry;
+  std::array<std::uint8_t, 1024> buffer{};
+  std::span<const std::uint8_t> pending;
+  std::function<void()> read_input;
+  std::function<void()> deliver;
+  int input_flags = -1;
+};
+
 Result<std::unique_ptr<Machine>> Machine::create(const VmResources& resources, const MachineEnvironment& env,
                                                  boost::asio::io_context& io) {
   return VmBuilder::build(resources, env, io);
@@ -76,23 +93,6 @@ void Machine::stop(StopReason reason, std::string detail, int signal) {
   const std::uint64_t one = 1;
   [[maybe_unused]] const ssize_t n = ::write(stop_event_.get(), &one, sizeof(one));
 }
-
-// What the event loop serves for a running machine: stop signals, the stop eventfd and console
-// input. On the heap so handlers can refer to it while start() has long returned.
-struct Machine::LoopState {
-  explicit LoopState(boost::asio::io_context& io) : signals(io, SIGINT, SIGTERM, SIGHUP), retry(io) {}
-
-  boost::asio::signal_set signals;
-  std::function<void()> wait_for_signal;
-  std::optional<boost::asio::posix::stream_descriptor> stop_event;
-  std::optional<boost::asio::posix::stream_descriptor> input;
-  boost::asio::steady_timer retry;
-  std::array<std::uint8_t, 1024> buffer{};
-  std::span<const std::uint8_t> pending;
-  std::function<void()> read_input;
-  std::function<void()> deliver;
-  int input_flags = -1;
-};
 
 void Machine::start() {
   {
@@ -149,8 +149,7 @@ void Machine::start() {
     UniqueFd input_fd(::dup(env_.console_input));
     boost::system::error_code ec;
     s.input.emplace(io_);
-    s.input->assign(input_fd.get(), ec);
-    if (ec) {
+    if (s.input->assign(input_fd.get(), ec); ec) {
       spdlog::debug("console input is not pollable ({}); the guest gets no input", ec.message());
       s.input.reset();
     } else {
