@@ -4,6 +4,9 @@
 
 #include <fmt/format.h>
 
+#include "base/error.h"
+#include "guest/protocol/ipv4.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <exception>
@@ -21,12 +24,11 @@ namespace {
 
 using nlohmann::json;
 
-// Firecracker's limits (its swagger spec, MachineConfiguration and NetworkInterface).
-constexpr std::uint64_t kMinVcpus = 1;
-constexpr std::uint64_t kMaxVcpus = 32;
-constexpr std::uint64_t kMinMemMib = 32;
-// 1 TiB: far above any host microvm runs on, low enough that MiB -> bytes cannot overflow.
-constexpr std::uint64_t kMaxMemMib = 1ULL << 20;
+// Firecracker's limits (its swagger spec, MachineConfiguration), the VMM's own (vmm/vm_resources.h).
+constexpr std::uint64_t kMinVcpus = vmm::kMinVcpus;
+constexpr std::uint64_t kMaxVcpus = vmm::kMaxVcpus;
+constexpr std::uint64_t kMinMemMib = vmm::kMinMemoryMib;
+constexpr std::uint64_t kMaxMemMib = vmm::kMaxMemoryMib;
 // Firecracker's resource ids (drive_id, iface_id): [A-Za-z0-9_], at most 64 bytes.
 constexpr std::size_t kMaxIdLength = 64;
 // IFNAMSIZ (<linux/if.h>) is 16 including the terminating NUL.
@@ -229,9 +231,9 @@ Result<void> check_iface_name(std::string_view what, std::string_view name) {
 // --- parsing each resource ---------------------------------------------------------------------------
 
 // PUT (base == nullptr: vcpu_count and mem_size_mib required) or PATCH (fields over `base`).
-Result<MachineConfig> parse_machine_config(const json& body, std::string what, const MachineConfig* base) {
+Result<MachineSpec> parse_machine_config(const json& body, std::string what, const MachineSpec* base) {
   auto fields = TRY(Fields::of(body, std::move(what)));
-  MachineConfig config = base != nullptr ? *base : MachineConfig{};
+  MachineSpec config = base != nullptr ? *base : MachineSpec{};
   if (base == nullptr) {
     config.vcpu_count = static_cast<unsigned>(TRY(fields.required_uint("vcpu_count", kMinVcpus, kMaxVcpus)));
     config.mem_size_mib = TRY(fields.required_uint("mem_size_mib", kMinMemMib, kMaxMemMib));
@@ -266,9 +268,9 @@ Result<BootSource> parse_boot_source(const json& body, std::string what) {
   return source;
 }
 
-Result<Drive> parse_drive(const json& body, std::string what) {
+Result<DriveConfig> parse_drive(const json& body, std::string what) {
   auto fields = TRY(Fields::of(body, std::move(what)));
-  Drive drive;
+  DriveConfig drive;
   drive.drive_id = TRY(fields.required_string("drive_id"));
   TRY_VOID(check_id(fields.what(), "drive_id", drive.drive_id));
   drive.path_on_host = TRY(fields.required_nonempty("path_on_host"));
@@ -284,15 +286,31 @@ Result<Drive> parse_drive(const json& body, std::string what) {
   return drive;
 }
 
-Result<NetworkInterface> parse_network_interface(const json& body, std::string what) {
+Result<std::optional<std::string>> optional_ipv4(Fields& fields, std::string_view key) {
+  auto value = TRY(fields.optional_string(key));
+  if (value && !guest::parse_ipv4(*value)) {
+    return fail("{}: `{}` must be an IPv4 address like 169.254.0.1, got {}", fields.what(), key, quote_text(*value));
+  }
+  return value;
+}
+
+Result<NetworkInterfaceConfig> parse_network_interface(const json& body, std::string what) {
   auto fields = TRY(Fields::of(body, std::move(what)));
-  NetworkInterface iface;
+  NetworkInterfaceConfig iface;
   iface.iface_id = TRY(fields.required_string("iface_id"));
   TRY_VOID(check_id(fields.what(), "iface_id", iface.iface_id));
   iface.host_dev_name = TRY(fields.required_nonempty("host_dev_name"));
   TRY_VOID(check_iface_name(fields.what(), iface.host_dev_name));
   iface.guest_mac = TRY(fields.optional_string("guest_mac"));
   if (iface.guest_mac) TRY_VOID(check_mac(fields.what(), *iface.guest_mac));
+  // microvm's own: how the container-mode init configures the guest's side of the interface.
+  iface.guest_ip = TRY(fields.optional_string("guest_ip"));
+  if (iface.guest_ip && !guest::parse_ipv4_cidr(*iface.guest_ip)) {
+    return fail("{}: `guest_ip` must be an IPv4 address with a prefix length like 169.254.0.2/16, got {}",
+                fields.what(), quote_text(*iface.guest_ip));
+  }
+  iface.guest_gateway = TRY(optional_ipv4(fields, "guest_gateway"));
+  iface.guest_dns = TRY(optional_ipv4(fields, "guest_dns"));
   TRY_VOID(fields.only("mtu", {}));
   TRY_VOID(fields.only("rx_rate_limiter", {}));
   TRY_VOID(fields.only("tx_rate_limiter", {}));
@@ -330,9 +348,18 @@ Result<ContainerSpec> parse_container(const json& body, std::string what) {
   return spec;
 }
 
+Result<ConsoleKind> parse_console(const json& body, std::string what) {
+  auto fields = TRY(Fields::of(body, std::move(what)));
+  const std::string kind = TRY(fields.required_string("kind"));
+  TRY_VOID(fields.finish());
+  if (kind == "serial") return ConsoleKind::kSerial;
+  if (kind == "virtio") return ConsoleKind::kVirtio;
+  return fail("{}: `kind` must be \"serial\" or \"virtio\", got {}", fields.what(), quote_text(kind));
+}
+
 // --- serializing -------------------------------------------------------------------------------------
 
-json to_json(const MachineConfig& config) {
+json to_json(const MachineSpec& config) {
   return {{"vcpu_count", config.vcpu_count}, {"mem_size_mib", config.mem_size_mib}, {"smt", config.smt}};
 }
 
@@ -343,17 +370,24 @@ json to_json(const BootSource& source) {
   return out;
 }
 
-json to_json(const Drive& drive) {
+json to_json(const DriveConfig& drive) {
   return {{"drive_id", drive.drive_id},
           {"path_on_host", drive.path_on_host},
           {"is_root_device", drive.is_root_device},
           {"is_read_only", drive.is_read_only}};
 }
 
-json to_json(const NetworkInterface& iface) {
+json to_json(const NetworkInterfaceConfig& iface) {
   json out = {{"iface_id", iface.iface_id}, {"host_dev_name", iface.host_dev_name}};
   if (iface.guest_mac) out["guest_mac"] = *iface.guest_mac;
+  if (iface.guest_ip) out["guest_ip"] = *iface.guest_ip;
+  if (iface.guest_gateway) out["guest_gateway"] = *iface.guest_gateway;
+  if (iface.guest_dns) out["guest_dns"] = *iface.guest_dns;
   return out;
+}
+
+json to_json(ConsoleKind kind) {
+  return {{"kind", kind == ConsoleKind::kVirtio ? "virtio" : "serial"}};
 }
 
 json to_json(const ContainerSpec& spec) {
@@ -477,7 +511,7 @@ Response route_machine_config(Controller& controller, const Request& request) {
   }
   auto body = body_json(request);
   if (!body) return error_response(kStatusBadRequest, body.error().message);
-  std::optional<MachineConfig> base;
+  std::optional<MachineSpec> base;
   if (request.method == "PATCH") base = controller.machine_config();
   auto config = parse_machine_config(*body, "machine-config", base ? &*base : nullptr);
   if (!config) return error_response(kStatusBadRequest, config.error().message);
@@ -527,10 +561,13 @@ Response route(Controller& controller, const Request& request) {
   }
   if (path == "/actions") return route_actions(controller, request);
   if (path == "/vm") return route_vm(controller, request);
-  if (path == "/vm/config") return route_get(request, path, [&] { return to_json(controller.vm_config()); });
+  if (path == "/vm/config") return route_get(request, path, [&] { return api::to_json(controller.vm_config()); });
   if (path == "/microvm/container") {
     return route_put<ContainerSpec>(controller, request, path, "container", parse_container,
                                     &Controller::put_container);
+  }
+  if (path == "/microvm/console") {
+    return route_put<ConsoleKind>(controller, request, path, "console", parse_console, &Controller::put_console);
   }
   if (path == "/microvm/status") {
     return route_get(request, path, [&] {
@@ -591,7 +628,10 @@ std::string_view allowed_methods(std::string_view target) {
     return "GET";
   }
   if (target == "/machine-config") return "GET, PUT, PATCH";
-  if (target == "/boot-source" || target == "/actions" || target == "/microvm/container") return "PUT";
+  if (target == "/boot-source" || target == "/actions" || target == "/microvm/container" ||
+      target == "/microvm/console") {
+    return "PUT";
+  }
   if (target == "/vm") return "PATCH";
   for (const std::string_view prefix : {std::string_view("/drives/"), std::string_view("/network-interfaces/")}) {
     if (target.starts_with(prefix) && target.find('/', prefix.size()) == std::string_view::npos) return "PUT";
@@ -649,11 +689,11 @@ Response handle(Controller& controller, const Request& request) {
   }
 }
 
-Result<VmConfig> parse_vm_config(const json& config) {
+Result<VmResources> parse_vm_config(const json& config) {
   if (!config.is_object()) return fail("config: expected a JSON object, got {}", describe(config));
   for (const auto& [key, value] : config.items()) {
     const bool known = key == "boot-source" || key == "machine-config" || key == "drives" ||
-                       key == "network-interfaces" || key == "container";
+                       key == "network-interfaces" || key == "container" || key == "console";
     if (known) continue;
     if (std::ranges::find(kFirecrackerOnlySections, key) == std::end(kFirecrackerOnlySections)) {
       return fail("config: unknown section {}", quote_text(key));
@@ -662,49 +702,57 @@ Result<VmConfig> parse_vm_config(const json& config) {
       return fail("config: section `{}` is not supported by microvm (remove it or make it null)", key);
     }
   }
-  VmConfig out;
-  if (const json* source = section(config, "boot-source"))
+  VmResources out;
+  if (const json* source = section(config, "boot-source")) {
     out.boot_source = TRY(parse_boot_source(*source, "boot-source"));
+  }
   if (const json* machine = section(config, "machine-config")) {
     out.machine_config = TRY(parse_machine_config(*machine, "machine-config", nullptr));
   }
-  out.drives = TRY(parse_list<Drive>(config, "drives", parse_drive));
-  out.network_interfaces = TRY(parse_list<NetworkInterface>(config, "network-interfaces", parse_network_interface));
-  for (std::size_t i = 0; i < out.drives.size(); ++i) {
+  const auto drives = TRY(parse_list<DriveConfig>(config, "drives", parse_drive));
+  const auto ifaces = TRY(parse_list<NetworkInterfaceConfig>(config, "network-interfaces", parse_network_interface));
+  for (std::size_t i = 0; i < drives.size(); ++i) {
     for (std::size_t j = 0; j < i; ++j) {
-      if (out.drives[j].drive_id == out.drives[i].drive_id) {
-        return fail("drives[{}]: `drive_id` {} is already used by drives[{}]", i, quote_text(out.drives[i].drive_id),
-                    j);
+      if (drives[j].drive_id == drives[i].drive_id) {
+        return fail("drives[{}]: `drive_id` {} is already used by drives[{}]", i, quote_text(drives[i].drive_id), j);
       }
     }
+    if (auto put = out.put_drive(drives[i]); !put) {
+      return std::unexpected(put.error().context(fmt::format("drives[{}]", i)));
+    }
   }
-  for (std::size_t i = 0; i < out.network_interfaces.size(); ++i) {
+  for (std::size_t i = 0; i < ifaces.size(); ++i) {
     for (std::size_t j = 0; j < i; ++j) {
-      if (out.network_interfaces[j].iface_id == out.network_interfaces[i].iface_id) {
+      if (ifaces[j].iface_id == ifaces[i].iface_id) {
         return fail("network-interfaces[{}]: `iface_id` {} is already used by network-interfaces[{}]", i,
-                    quote_text(out.network_interfaces[i].iface_id), j);
+                    quote_text(ifaces[i].iface_id), j);
       }
     }
+    out.put_network_interface(ifaces[i]);
   }
-  if (const json* container = section(config, "container"))
+  if (const json* container = section(config, "container")) {
     out.container = TRY(parse_container(*container, "container"));
+  }
+  if (const json* console = section(config, "console")) out.console = TRY(parse_console(*console, "console"));
   return out;
 }
 
-json to_json(const VmConfig& config) {
+json to_json(const VmResources& config) {
   json drives = json::array();
-  for (const Drive& drive : config.drives) drives.push_back(to_json(drive));
+  for (const DriveConfig& drive : config.drives) drives.push_back(to_json(drive));
   json ifaces = json::array();
-  for (const NetworkInterface& iface : config.network_interfaces) ifaces.push_back(to_json(iface));
-  return {{"boot-source", config.boot_source ? to_json(*config.boot_source) : json(nullptr)},
+  for (const NetworkInterfaceConfig& iface : config.network_interfaces) ifaces.push_back(to_json(iface));
+  const bool has_boot_source = config.boot_source != BootSource{};
+  return {{"boot-source", has_boot_source ? to_json(config.boot_source) : json(nullptr)},
           {"machine-config", to_json(config.machine_config)},
           {"drives", std::move(drives)},
           {"network-interfaces", std::move(ifaces)},
-          {"container", config.container ? to_json(*config.container) : json(nullptr)}};
+          {"container", config.container ? to_json(*config.container) : json(nullptr)},
+          {"console", to_json(config.console)}};
 }
 
 Result<void> apply_config_file(Controller& controller, const json& config) {
-  const VmConfig parsed = TRY(parse_vm_config(config));
+  const VmResources parsed = TRY(parse_vm_config(config));
   // Each step's error, prefixed with the section it came from.
   const auto step = [](std::string_view where, Result<void> result) -> Result<void> {
     if (!result) return std::unexpected(result.error().context(where));
@@ -713,7 +761,9 @@ Result<void> apply_config_file(Controller& controller, const json& config) {
   if (section(config, "machine-config") != nullptr) {
     TRY_VOID(step("machine-config", controller.put_machine_config(parsed.machine_config)));
   }
-  if (parsed.boot_source) TRY_VOID(step("boot-source", controller.put_boot_source(*parsed.boot_source)));
+  if (section(config, "boot-source") != nullptr) {
+    TRY_VOID(step("boot-source", controller.put_boot_source(parsed.boot_source)));
+  }
   for (std::size_t i = 0; i < parsed.drives.size(); ++i) {
     TRY_VOID(step(fmt::format("drives[{}]", i), controller.put_drive(parsed.drives[i])));
   }
@@ -722,6 +772,7 @@ Result<void> apply_config_file(Controller& controller, const json& config) {
         step(fmt::format("network-interfaces[{}]", i), controller.put_network_interface(parsed.network_interfaces[i])));
   }
   if (parsed.container) TRY_VOID(step("container", controller.put_container(*parsed.container)));
+  if (section(config, "console") != nullptr) TRY_VOID(step("console", controller.put_console(parsed.console)));
   return {};
 }
 

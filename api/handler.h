@@ -47,11 +47,13 @@ inline constexpr unsigned kStatusUnavailable = 503;
 [[nodiscard]] Response error_response(unsigned status, std::string_view message);
 
 // Firecracker's full-config shape (GET /vm/config, --config-file): {"boot-source": {...},
-// "drives": [...], "machine-config": {...}, "network-interfaces": [...]} plus microvm's "container".
+// "drives": [...], "machine-config": {...}, "network-interfaces": [...]} plus microvm's "container"
+// and "console" ({"kind": "serial"|"virtio"}; network interfaces also take microvm's guest_ip,
+// guest_gateway and guest_dns for container mode).
 // Firecracker sections microvm does not implement ("balloon", "logger", "vsock", ...) are accepted
 // only when null or empty, so GET /vm/config output of either VMM reads back.
-[[nodiscard]] Result<VmConfig> parse_vm_config(const nlohmann::json& config);
-[[nodiscard]] nlohmann::json to_json(const VmConfig& config);
+[[nodiscard]] Result<VmResources> parse_vm_config(const nlohmann::json& config);
+[[nodiscard]] nlohmann::json to_json(const VmResources& config);
 
 // Parses `config` (the shape above), checks all of it, then applies it through the same Controller
 // calls the endpoints use: machine-config, boot-source, drives, network-interfaces, container, in

@@ -1,6 +1,6 @@
 // microvm's paravirtual status port: how the container init (guest/init) tells the VMM where it
 // is (init started, workload started, workload exited with a status) and how the VMM asks it to
-// stop the workload. The register layout is defined once, in guest/init/status_port.h, which the
+// stop the workload. The register layout is defined once, in guest/protocol/status_port.h, which the
 // init and this device both use. Each event is one 32-bit OUT: one VM exit, timestamped here on
 // arrival with the host's monotonic clock (the benchmark harness reads these markers).
 #pragma once
@@ -12,7 +12,7 @@
 #include <span>
 
 #include "devices/bus_device.h"
-#include "guest/init/status_port.h"
+#include "guest/protocol/status_port.h"
 
 namespace microvm::devices {
 

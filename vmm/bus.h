@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "devices/bus_device.h"
 #include "base/error.h"
+#include "devices/bus_device.h"
 
 namespace microvm::vmm {
 

@@ -1,170 +1,47 @@
 #include "vmm/machine.h"
 
 #include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
-#include <sys/eventfd.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
-#include <array>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <cerrno>
-#include <chrono>
 #include <functional>
 
-#include "boot/initramfs.h"
+#include "base/error.h"
 #include "boot/layout.h"
-#include "boot/linux_boot.h"
-#include "boot/x86_64/acpi.h"
-#include "guest/init/status_port.h"
-#include "vmm/x86_64/vcpu_setup.h"
+#include "vmm/vm_builder.h"
 
 namespace microvm::vmm {
 
 namespace {
 
-namespace layout = boot::layout;
-
-// The signal that kicks a vCPU thread out of KVM_RUN; its handler does nothing.
-int kick_signal() {
-  return SIGRTMIN;
-}
-
-void install_kick_handler() {
-  struct sigaction action {};
-  action.sa_handler = [](int) {};
-  sigemptyset(&action.sa_mask);
-  ::sigaction(kick_signal(), &action, nullptr);  // no SA_RESTART: KVM_RUN returns EINTR
-}
-
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-
-constexpr std::uint32_t kMaxRegionSlots = 8;
-constexpr std::uint32_t kConsoleMajor = 5;  // /dev/console is char 5:1 (Linux Documentation/admin-guide/devices.txt)
-constexpr std::uint32_t kConsoleMinor = 1;
-constexpr std::size_t kConsoleTailLines = 20;  // guest lines kept for a crash report
-// How long the VMM waits, after asking the init to stop the workload, beyond the init's own grace.
-constexpr std::chrono::seconds kStopMargin{5};
 constexpr std::chrono::milliseconds kPauseTimeout{2000};  // for every vCPU to leave KVM_RUN
-
-GuestAddress virtio_base(std::size_t index) {
-  return GuestAddress(layout::kVirtioMmioBase.value + layout::kVirtioMmioStride * index);
-}
-
-// A locally administered unicast address (IEEE 802: bit 1 of the first octet set, bit 0 clear),
-// "MV" and the interface's position.
-devices::virtio::MacAddress default_mac(std::size_t index) {
-  return {0x02, 0x4d, 0x56, 0x00, 0x00, static_cast<std::uint8_t>(index + 1)};
-}
-
-// The FADT (boot/) and the PM device (devices/) must agree on where PM1a_CNT is and what S5 means.
-static_assert(layout::kPortAcpiPm1Control == layout::kPortAcpiPm1Event + devices::AcpiPm::kControlBlockOffset);
-static_assert(boot::kAcpiSleepTypeS5 == devices::AcpiPm::kSleepTypeS5);
+// At the end, how long the console may make no progress before its remaining output is dropped
+// (a host that stopped reading must not keep microvm from exiting).
+constexpr std::chrono::milliseconds kConsoleFlushStall{1000};
+constexpr std::chrono::milliseconds kInputRetry{10};  // when the console device's input buffer is full
 
 }  // namespace
 
-// The container-mode initramfs: microvm-init as /init, the spec, and the directories and console
-// node the init needs before it mounts anything (the kernel opens /dev/console for PID 1).
-Result<std::vector<std::byte>> build_container_initramfs(const ContainerConfig& container) {
-  const Mapping init =
-      TRY_CONTEXT(fmt::format("container init {}", container.init_path), Mapping::file_read_only(container.init_path));
-  const auto* spec = reinterpret_cast<const std::byte*>(container.spec_json.data());
-  const std::vector<boot::CpioEntry> entries{
-      {"dev", S_IFDIR | 0755, {}, 0, 0},
-      {"dev/console", S_IFCHR | 0600, {}, kConsoleMajor, kConsoleMinor},
-      {"proc", S_IFDIR | 0555, {}, 0, 0},
-      {"sys", S_IFDIR | 0555, {}, 0, 0},
-      {"mnt", S_IFDIR | 0755, {}, 0, 0},
-      {"microvm", S_IFDIR | 0755, {}, 0, 0},
-      {"microvm/spec.json", S_IFREG | 0644, std::vector<std::byte>(spec, spec + container.spec_json.size()), 0, 0},
-      {"init", S_IFREG | 0755, std::vector<std::byte>(init.bytes().begin(), init.bytes().end()), 0, 0},
-  };
-  return boot::build_cpio(entries);
+Result<std::unique_ptr<Machine>> Machine::create(const VmResources& resources, const MachineEnvironment& env,
+                                                 boost::asio::io_context& io) {
+  return VmBuilder::build(resources, env, io);
 }
 
-Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config, boost::asio::io_context& io) {
-  // Everything that needs no KVM comes first, so a bad file or size is reported on any host.
-  if (config.vcpus < 1 || config.vcpus > kMaxVcpus) {
-    return fail("--cpus {} is out of range: microvm supports 1 to {}", config.vcpus, kMaxVcpus);
-  }
-  if (config.memory_bytes < kMinMemory) {
-    return fail("--memory {} MiB is too small: a Linux guest needs at least {} MiB", config.memory_bytes >> 20,
-                kMinMemory >> 20);
-  }
-  const auto host_bytes =
-      static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  if (config.memory_bytes > host_bytes) {
-    return fail("--memory {} MiB is more than this host's {} MiB of RAM", config.memory_bytes >> 20, host_bytes >> 20);
-  }
-  if (config.memory_bytes % 4096 != 0) return fail("--memory must be a multiple of 4 KiB");
-  GuestMemory memory = TRY(GuestMemory::create(layout::ram_ranges(config.memory_bytes)));
-
-  // Drives and TAPs open now, before KVM, so a bad path is reported on any host.
-  const std::size_t virtio_count =
-      config.drives.size() + config.nets.size() + (config.console == ConsoleKind::kVirtio ? 1 : 0);
-  if (virtio_count > layout::kVirtioIrqs.size()) {
-    return fail("too many virtio devices ({}): microvm supports {} drives, network interfaces and consoles together",
-                virtio_count, layout::kVirtioIrqs.size());
-  }
-  HostResources resources;
-  for (const devices::virtio::BlockOptions& drive : config.drives) {
-    resources.drives.push_back(TRY(devices::virtio::BlockDevice::open(drive)));
-  }
-  for (const NetConfig& net : config.nets) {
-    resources.taps.push_back(
-        TRY_CONTEXT(fmt::format("network interface {}", net.tap), devices::virtio::Tap::open(net.tap)));
-  }
-  // Announce the devices first: parameters after a " -- " in the user's command line would go to init.
-  std::string cmdline;
-  for (std::size_t index = 0; index < virtio_count; ++index) {
-    cmdline += virtio_mmio_cmdline(virtio_base(index), layout::kVirtioIrqs[index]) + " ";
-  }
-  cmdline += config.cmdline;
-
-  const Mapping kernel = TRY_CONTEXT("kernel", Mapping::file_read_only(config.kernel_path));
-  std::optional<Mapping> initrd;
-  if (config.initrd_path) initrd = TRY_CONTEXT("initrd", Mapping::file_read_only(*config.initrd_path));
-  std::vector<std::byte> container_initramfs;
-  if (config.container) {
-    if (config.initrd_path) return fail("--initrd cannot be combined with a container command (-- CMD)");
-    container_initramfs = TRY(build_container_initramfs(*config.container));
-  }
-  boot::LinuxBootConfig boot_config{kernel.bytes(), std::nullopt, cmdline, config.vcpus};
-  if (initrd) boot_config.initrd = initrd->bytes();
-  if (config.container) boot_config.initrd = std::span<const std::byte>(container_initramfs);
-  const boot::LinuxBootInfo boot_info = TRY_CONTEXT(config.kernel_path, boot::setup_linux_boot(memory, boot_config));
-
-  Kvm kvm = TRY(Kvm::open());
-  if (const unsigned max_vcpus = kvm.max_vcpus(); config.vcpus > max_vcpus) {
-    return fail("--cpus {} is out of range: this host's KVM supports at most {}", config.vcpus, max_vcpus);
-  }
-  spdlog::debug("{} kernel {} loaded, entry {:#x}; initrd {} bytes at {:#x}; {} MiB, {} vCPU(s); command line: {}",
-                boot_info.format == boot::KernelFormat::kElf ? "ELF" : "bzImage", config.kernel_path, boot_info.cpu.rip,
-                boot_info.initrd_size, boot_info.initrd_address.value, config.memory_bytes >> 20, config.vcpus,
-                cmdline);
-  Vm vm = TRY(kvm.create_vm());
-  auto machine = std::make_unique<Machine>(Key{}, config, io, std::move(kvm), std::move(vm), std::move(memory));
-  TRY_VOID(machine->build(boot_info, std::move(resources)));
-  return machine;
-}
-
-Machine::Machine(Key, const MachineConfig& config, boost::asio::io_context& io, Kvm kvm, Vm vm, GuestMemory memory)
-    : config_(config),
+Machine::Machine(const VmResources& resources, const MachineEnvironment& env, boost::asio::io_context& io, Kvm kvm,
+                 Vm vm, GuestMemory memory)
+    : resources_(resources),
+      env_(env),
       io_(io),
       kvm_(std::move(kvm)),
       vm_(std::move(vm)),
       memory_(std::move(memory)),
-      serial_irq_(vm_, layout::kIrqCom1),
-      serial_(serial_irq_, [this](std::span<const std::uint8_t> bytes) { write_console(bytes); }),
+      console_(env.console_output),
+      serial_irq_(vm_, boot::layout::kIrqCom1),
+      serial_(serial_irq_, [this](std::span<const std::uint8_t> bytes) { console_.write(bytes); }),
       i8042_([this] { stop(StopReason::kReboot, "the guest reset the machine (i8042)"); }),
       acpi_pm_([this] { stop(StopReason::kPowerOff, "the guest powered off (ACPI S5)"); }),
       status_port_([this](devices::StatusPort::Event event, std::uint32_t payload, BootMarkers::TimePoint when) {
@@ -172,91 +49,15 @@ Machine::Machine(Key, const MachineConfig& config, boost::asio::io_context& io, 
       }) {}
 
 Machine::~Machine() {
-  join_vcpus();
+  if (vcpus_) vcpus_->join();
 }
 
-void Machine::join_vcpus() {
-  stopping_.store(true);
-  {
-    std::lock_guard lock(pause_mutex_);
-    pause_cv_.notify_all();  // parked vCPUs see stopping_ and leave
-  }
-  kick_vcpus();
-  for (std::thread& t : threads_) t.join();
-  threads_.clear();
+void Machine::set_status_listener(StatusListener listener) {
+  status_listener_ = std::move(listener);
 }
 
-void Machine::kick_vcpus() {
-  // immediate_exit covers a thread about to enter KVM_RUN; the signal, one already inside it.
-  for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(true);
-  for (std::thread& t : threads_) ::pthread_kill(t.native_handle(), kick_signal());
-}
-
-Result<void> Machine::build(const boot::LinuxBootInfo& boot_info, HostResources resources) {
-  // Order matters (api.rst): TSS and identity map, then the irqchip before any vCPU exists.
-  TRY_VOID(vm_.set_tss_address(layout::kKvmTss));
-  TRY_VOID(vm_.set_identity_map_address(layout::kKvmIdentityMap));
-  TRY_VOID(vm_.create_irqchip());
-  TRY_VOID(vm_.create_pit());
-  std::uint32_t slot = 0;
-  for (const GuestMemory::Region& region : memory_.regions()) {
-    if (slot == kMaxRegionSlots) return fail("too many guest memory regions");
-    TRY_VOID(vm_.set_user_memory_region(slot++, region.range.start, region.range.size, region.mapping.data()));
-  }
-
-  TRY_VOID(pio_bus_.insert(layout::kPortCom1, devices::Serial::kRegisterCount, serial_, "serial"));
-  TRY_VOID(pio_bus_.insert(layout::kPortI8042Data, devices::I8042::kCommandOffset + 1, i8042_, "i8042"));
-  TRY_VOID(pio_bus_.insert(layout::kPortAcpiPm1Event, devices::AcpiPm::kSize, acpi_pm_, "acpi-pm"));
-  TRY_VOID(pio_bus_.insert(guest::status_port::kBase, guest::status_port::kSize, status_port_, "status-port"));
-
-  // virtio devices in command-line order (see create()): drives, network interfaces, console.
-  for (auto& drive : resources.drives) {
-    drives_.push_back(drive.get());
-    TRY_VOID(add_virtio(std::move(drive), "virtio-blk"));
-  }
-  taps_ = std::move(resources.taps);
-  for (std::size_t i = 0; i < taps_.size(); ++i) {
-    devices::virtio::Tap& tap = taps_[i];
-    UniqueFd backend(::dup(tap.fd()));
-    if (!backend.valid()) return fail("dup of the TAP fd failed: {}", errno_text(errno));
-    auto net = std::make_unique<devices::virtio::NetDevice>(
-        io_.get_executor(), std::move(backend), config_.nets[i].mac.value_or(default_mac(i)), tap.supports_offloads(),
-        [&tap](unsigned flags) { return tap.set_offloads(flags); });
-    nets_.push_back(net.get());
-    TRY_VOID(add_virtio(std::move(net), "virtio-net"));
-  }
-  if (config_.console == ConsoleKind::kVirtio) {
-    auto console = std::make_unique<devices::virtio::ConsoleDevice>(
-        [this](std::span<const std::uint8_t> bytes) { write_console(bytes); });
-    virtio_console_ = console.get();
-    TRY_VOID(add_virtio(std::move(console), "virtio-console"));
-  }
-
-  const std::size_t mmap_size = TRY(kvm_.vcpu_mmap_size());
-  const std::vector<kvm_cpuid_entry2> cpuid = TRY(kvm_.supported_cpuid());
-  const bool tsc_deadline_timer = kvm_.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
-  for (unsigned id = 0; id < config_.vcpus; ++id) {
-    Vcpu vcpu = TRY(vm_.create_vcpu(id, mmap_size));
-    TRY_VOID(setup_vcpu_platform(vcpu, cpuid, config_.vcpus, tsc_deadline_timer));
-    if (id == 0) TRY_VOID(setup_boot_registers(vcpu, boot_info.cpu));
-    vcpus_.push_back(std::move(vcpu));
-  }
-
-  const int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (efd < 0) return fail("eventfd failed: {}", errno_text(errno));
-  stop_event_.reset(efd);
-  return {};
-}
-
-Result<void> Machine::add_virtio(std::unique_ptr<devices::virtio::VirtioDevice> device, std::string_view name) {
-  const std::size_t index = virtio_.size();
-  auto wired = TRY(
-      VirtioMmioDevice::create(vm_, io_, memory_, std::move(device), virtio_base(index), layout::kVirtioIrqs[index]));
-  TRY_VOID(mmio_bus_.insert(wired->base().value, devices::virtio::MmioTransport::kWindowSize, wired->transport(),
-                            fmt::format("{}@{:#x}", name, wired->base().value)));
-  spdlog::debug("{} at {:#x}, IRQ {}", name, wired->base().value, wired->irq());
-  virtio_.push_back(std::move(wired));
-  return {};
+void Machine::set_signal_handler(SignalHandler handler) {
+  signal_handler_ = std::move(handler);
 }
 
 std::size_t Machine::deliver_input(std::span<const std::uint8_t> bytes) {
@@ -264,163 +65,24 @@ std::size_t Machine::deliver_input(std::span<const std::uint8_t> bytes) {
 }
 
 void Machine::on_status(devices::StatusPort::Event event, std::uint32_t payload, BootMarkers::TimePoint when) {
-  bool workload_done = false;
-  {
-    std::lock_guard lock(exit_mutex_);
-    switch (event) {
-      case devices::StatusPort::Event::kInitStarted:
-        if (!markers_.init_started) markers_.init_started = when;
-        break;
-      case devices::StatusPort::Event::kWorkloadStarted:
-        if (!markers_.workload_started) markers_.workload_started = when;
-        break;
-      case devices::StatusPort::Event::kWorkloadExited:
-        if (!markers_.workload_exited) {
-          markers_.workload_exited = when;
-          workload_exit_ = static_cast<int>(payload & 0xff);  // an exit status is 0-255
-          workload_done = true;
-          spdlog::debug("the workload exited with status {}", *workload_exit_);
-        }
-        break;
-    }
-  }
-  // The init has drained the workload's output; what follows is the kernel powering off ("reboot:
-  // Power down" prints even with loglevel=1), which is not the workload's output. The VM is left
-  // to power off by itself: ending it here (kicking the vCPU out of KVM_RUN while the guest still
-  // runs) went with lock-ups of the nested sandbox's kernel under TCG in several test runs.
-  if (workload_done && config_.container && spdlog::get_level() > spdlog::level::debug) console_muted_.store(true);
-}
-
-void Machine::write_console(std::span<const std::uint8_t> bytes) {
-  if (console_muted_.load()) return;
-  {
-    std::lock_guard lock(console_mutex_);
-    for (std::uint8_t c : bytes) {
-      if (c == '\n') {
-        console_tail_.push_back(std::move(console_partial_));
-        console_partial_.clear();
-        if (console_tail_.size() > kConsoleTailLines) console_tail_.pop_front();
-      } else if (c != '\r' && console_partial_.size() < 512) {
-        console_partial_.push_back(static_cast<char>(c));
-      }
-    }
-  }
-  while (!bytes.empty()) {
-    const ssize_t n = ::write(config_.console_output, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      // A terminal's stdout shares its open file description with stdin, which the event loop
-      // made non-blocking: wait until it drains.
-      pollfd writable{config_.console_output, POLLOUT, 0};
-      ::poll(&writable, 1, -1);
-      continue;
-    }
-    if (n <= 0) return;  // the reader went away: drop console output, keep the guest running
-    bytes = bytes.subspan(static_cast<std::size_t>(n));
-  }
+  if (status_listener_) status_listener_(event, payload, when);
 }
 
 void Machine::stop(StopReason reason, std::string detail, int signal) {
   {
     std::lock_guard lock(exit_mutex_);
-    if (!exit_) {
-      exit_.emplace();
-      exit_->reason = reason;
-      exit_->detail = std::move(detail);
-      exit_->signal = signal;
-    }
+    if (!exit_) exit_ = MachineExit{reason, std::move(detail), signal, {}};
   }
-  stopping_.store(true);
   const std::uint64_t one = 1;
   [[maybe_unused]] const ssize_t n = ::write(stop_event_.get(), &one, sizeof(one));
-}
-
-void Machine::handle_io_in(std::uint16_t port, std::span<std::uint8_t> data, std::uint32_t count) {
-  const std::size_t size = count == 0 ? 0 : data.size() / count;
-  for (std::uint32_t i = 0; i < count; ++i) {
-    auto element = data.subspan(i * size, size);
-    if (!pio_bus_.read(port, element)) {
-      std::fill(element.begin(), element.end(), 0xff);  // floating bus
-      note_unclaimed("read", port);
-    }
-  }
-}
-
-void Machine::handle_io_out(std::uint16_t port, std::span<const std::uint8_t> data, std::uint32_t count) {
-  const std::size_t size = count == 0 ? 0 : data.size() / count;
-  for (std::uint32_t i = 0; i < count; ++i) {
-    if (!pio_bus_.write(port, data.subspan(i * size, size))) note_unclaimed("write", port);
-  }
-}
-
-void Machine::note_unclaimed(const char* access, std::uint64_t port) {
-  std::lock_guard lock(unclaimed_mutex_);
-  if (unclaimed_ports_.insert(port).second)
-    spdlog::debug("guest {} of unclaimed I/O port {:#x} (reads as 0xff)", access, port);
-}
-
-void Machine::vcpu_loop(Vcpu& vcpu) {
-  while (!stopping_.load()) {
-    park_if_paused();
-    if (stopping_.load()) return;
-    Result<VcpuExit> result = vcpu.run();
-    if (!result) {
-      stop(StopReason::kError, result.error().message);
-      return;
-    }
-    exit_counts_[result->index()].fetch_add(1, std::memory_order_relaxed);
-    std::visit(
-        Overloaded{
-            [&](const exit::IoIn& e) { handle_io_in(e.port, e.data, e.count); },
-            [&](const exit::IoOut& e) { handle_io_out(e.port, e.data, e.count); },
-            [&](const exit::MmioRead& e) {
-              if (!mmio_bus_.read(e.address, e.data)) std::fill(e.data.begin(), e.data.end(), 0xff);
-            },
-            [&](const exit::MmioWrite& e) { mmio_bus_.write(e.address, e.data); },
-            [&](const exit::Hlt&) { stop(StopReason::kPowerOff, fmt::format("vCPU {} halted", vcpu.id())); },
-            [&](const exit::Shutdown&) {
-              stop(StopReason::kReboot,
-                   fmt::format("vCPU {} triple-faulted (shutdown): the guest rebooted", vcpu.id()));
-            },
-            [&](const exit::SystemEvent& e) {
-              if (e.type == KVM_SYSTEM_EVENT_SHUTDOWN)
-                stop(StopReason::kPowerOff, "the guest shut down");
-              else if (e.type == KVM_SYSTEM_EVENT_RESET)
-                stop(StopReason::kReboot, "the guest reset");
-              else
-                stop(StopReason::kError, fmt::format("the guest crashed (KVM system event {})", e.type));
-            },
-            [&](const exit::FailEntry& e) {
-              stop(StopReason::kError, fmt::format("KVM could not enter vCPU {} (hardware entry failure reason {:#x}): "
-                                                   "invalid vCPU state",
-                                                   vcpu.id(), e.reason));
-            },
-            [&](const exit::InternalError& e) {
-              const auto regs = vcpu.get_regs();
-              stop(StopReason::kError,
-                   fmt::format("KVM internal error on vCPU {} at RIP {:#x} (suberror {}{})", vcpu.id(),
-                               regs ? regs->rip : 0, e.suberror,
-                               e.suberror == KVM_INTERNAL_ERROR_EMULATION ? ": instruction emulation failed" : ""));
-            },
-            [&](const exit::Interrupted&) {},
-            [&](const exit::Unknown& e) {
-              stop(StopReason::kError,
-                   fmt::format("vCPU {} exited with unexpected KVM exit reason {}", vcpu.id(), e.reason));
-            },
-        },
-        *result);
-  }
 }
 
 // What the event loop serves for a running machine: stop signals, the stop eventfd and console
 // input. On the heap so handlers can refer to it while start() has long returned.
 struct Machine::LoopState {
-  explicit LoopState(boost::asio::io_context& io)
-      : signals(io, SIGINT, SIGTERM, SIGHUP), stop_deadline(io), retry(io) {}
+  explicit LoopState(boost::asio::io_context& io) : signals(io, SIGINT, SIGTERM, SIGHUP), retry(io) {}
 
   boost::asio::signal_set signals;
-  boost::asio::steady_timer stop_deadline;
-  int pending_signal = 0;
   std::function<void()> wait_for_signal;
   std::optional<boost::asio::posix::stream_descriptor> stop_event;
   std::optional<boost::asio::posix::stream_descriptor> input;
@@ -433,36 +95,23 @@ struct Machine::LoopState {
 };
 
 void Machine::start() {
-  install_kick_handler();
   {
     std::lock_guard lock(exit_mutex_);
-    markers_.vcpus_started = std::chrono::steady_clock::now();
+    vcpus_started_ = std::chrono::steady_clock::now();
   }
-  for (Vcpu& vcpu : vcpus_) {
-    threads_.emplace_back([this, &vcpu] {
-      sigset_t set;
-      sigemptyset(&set);
-      sigaddset(&set, kick_signal());
-      ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
-      vcpu_loop(vcpu);
-    });
-  }
+  vcpus_->start();
 
   loop_ = std::make_unique<LoopState>(io_);
   LoopState& s = *loop_;
-  // A stop signal ends a whole-system VM at once. In container mode the first one asks the init to
-  // stop the workload (SIGTERM, SIGKILL after the grace period) so it exits on its own terms; a
-  // second signal, or a guest that does not finish in time, ends the VM.
+  // A stop signal ends the VM at once unless a handler (the container supervisor) says otherwise.
   s.wait_for_signal = [this, &s] {
     s.signals.async_wait([this, &s](const boost::system::error_code& ec, int signal) {
       if (ec) return;
-      if (!config_.container || s.pending_signal != 0) {
+      if (signal_handler_) {
+        signal_handler_(signal);
+      } else {
         stop(StopReason::kSignal, fmt::format("stopped by signal {}", signal), signal);
-        return;
       }
-      s.pending_signal = signal;
-      request_workload_stop();
-      spdlog::debug("signal {}: asking the guest to stop its workload", signal);
       s.wait_for_signal();
     });
   };
@@ -481,7 +130,7 @@ void Machine::start() {
       s.read_input();
       return;
     }
-    s.retry.expires_after(std::chrono::milliseconds(10));
+    s.retry.expires_after(kInputRetry);
     s.retry.async_wait([&s](const boost::system::error_code& ec) {
       if (!ec) s.deliver();
     });
@@ -495,9 +144,9 @@ void Machine::start() {
   };
   // The event loop makes the input's open file description non-blocking, which the shell that
   // started microvm shares: put its flags back afterwards.
-  s.input_flags = config_.console_input >= 0 ? ::fcntl(config_.console_input, F_GETFL) : -1;
-  if (config_.console_input >= 0) {
-    UniqueFd input_fd(::dup(config_.console_input));
+  s.input_flags = env_.console_input >= 0 ? ::fcntl(env_.console_input, F_GETFL) : -1;
+  if (env_.console_input >= 0) {
+    UniqueFd input_fd(::dup(env_.console_input));
     boost::system::error_code ec;
     s.input.emplace(io_);
     s.input->assign(input_fd.get(), ec);
@@ -509,43 +158,23 @@ void Machine::start() {
       s.read_input();
     }
   }
-  if (stopping_.load()) io_.stop();  // the guest may have ended before the loop was set up
-}
-
-void Machine::request_workload_stop() {
-  if (!config_.container) return;
-  status_port_.request_stop();
-  if (loop_ == nullptr) return;
-  loop_->stop_deadline.expires_after(std::chrono::milliseconds(config_.container->stop_grace_ms) + kStopMargin);
-  loop_->stop_deadline.async_wait([this](const boost::system::error_code& ec) {
-    if (ec) return;
-    const int signal = loop_->pending_signal;
-    stop(signal != 0 ? StopReason::kSignal : StopReason::kError,
-         "the guest did not stop its workload in time" + (signal != 0 ? fmt::format(" (signal {})", signal) : ""),
-         signal);
-  });
+  std::lock_guard lock(exit_mutex_);
+  if (exit_) io_.stop();  // the guest may have ended before the loop was set up
 }
 
 MachineExit Machine::finish() {
   if (loop_) {
     loop_->input.reset();
-    if (loop_->input_flags >= 0) ::fcntl(config_.console_input, F_SETFL, loop_->input_flags);
+    if (loop_->input_flags >= 0) ::fcntl(env_.console_input, F_SETFL, loop_->input_flags);
     loop_.reset();
   }
-  join_vcpus();
-  std::lock_guard lock(exit_mutex_);
-  MachineExit result;
-  if (exit_) {
-    result = *exit_;
-  } else {
-    result.reason = StopReason::kError;
-    result.detail = "the VM stopped for no recorded reason";
+  vcpus_->join();
+  if (!console_.flush(kConsoleFlushStall)) {
+    spdlog::debug("the console's reader stopped reading: its last output is dropped");
   }
-  result.markers = markers_;
-  result.workload_exit_code = workload_exit_;
-  std::lock_guard console_lock(console_mutex_);
-  result.last_console_lines.assign(console_tail_.begin(), console_tail_.end());
-  if (!console_partial_.empty()) result.last_console_lines.push_back(console_partial_);
+  std::lock_guard lock(exit_mutex_);
+  MachineExit result = exit_.value_or(MachineExit{StopReason::kError, "the VM stopped for no recorded reason", 0, {}});
+  result.last_console_lines = console_.last_lines();
   return result;
 }
 
@@ -556,53 +185,36 @@ MachineExit Machine::run() {
 }
 
 Result<void> Machine::pause() {
-  std::unique_lock lock(pause_mutex_);
-  if (pause_requested_) return {};
-  pause_requested_ = true;
-  kick_vcpus();
+  if (vcpus_->pause_requested()) return {};
+  vcpus_->request_pause();
   // vCPUs leave KVM_RUN within microseconds of the kick; one that does not is stuck in a device.
-  if (!pause_cv_.wait_for(lock, kPauseTimeout, [this] { return parked_ == threads_.size() || stopping_.load(); })) {
-    pause_requested_ = false;
-    for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(false);
-    pause_cv_.notify_all();
-    return fail("the vCPUs did not pause within {} ms", kPauseTimeout.count());
+  if (!vcpus_->wait_parked(kPauseTimeout)) {
+    vcpus_->resume();
+    return fail_kind(ErrorKind::kInternal, "the vCPUs did not pause within {} ms", kPauseTimeout.count());
   }
-  spdlog::debug("paused {} vCPU(s)", parked_);
+  spdlog::debug("paused {} vCPU(s)", vcpus_->size());
   return {};
 }
 
 void Machine::resume() {
-  std::lock_guard lock(pause_mutex_);
-  if (!pause_requested_) return;
-  pause_requested_ = false;
-  if (!stopping_.load()) {
-    for (Vcpu& vcpu : vcpus_) vcpu.set_immediate_exit(false);
-  }
-  pause_cv_.notify_all();
+  vcpus_->resume();
 }
 
 bool Machine::paused() const {
-  std::lock_guard lock(pause_mutex_);
-  return pause_requested_;
-}
-
-void Machine::park_if_paused() {
-  std::unique_lock lock(pause_mutex_);
-  if (!pause_requested_) return;
-  ++parked_;
-  pause_cv_.notify_all();
-  pause_cv_.wait(lock, [this] { return !pause_requested_ || stopping_.load(); });
-  --parked_;
+  return vcpus_->pause_requested();
 }
 
 MachineMetrics Machine::metrics() const {
   MachineMetrics m;
-  for (std::size_t i = 0; i < exit_counts_.size(); ++i) m.exits[i] = exit_counts_[i].load(std::memory_order_relaxed);
-  for (const auto* drive : drives_) m.drives.push_back(drive->stats());
-  for (const auto* net : nets_) m.nets.push_back(net->stats());
+  m.exits = vcpus_->exit_counts();
+  const std::vector<DriveConfig> drives = resources_.drives_in_guest_order();
+  for (std::size_t i = 0; i < drives_.size(); ++i) m.drives.push_back({drives[i].drive_id, drives_[i]->stats()});
+  for (std::size_t i = 0; i < nets_.size(); ++i) {
+    m.nets.push_back({resources_.network_interfaces[i].iface_id, nets_[i]->stats()});
+  }
+  m.console = console_.stats();
   std::lock_guard lock(exit_mutex_);
-  m.markers = markers_;
-  m.workload_exit_code = workload_exit_;
+  m.markers.vcpus_started = vcpus_started_;
   return m;
 }
 

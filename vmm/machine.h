@@ -1,24 +1,24 @@
-// The VM lifecycle: build a KVM VM with guest memory, the platform devices and a Linux boot, run
-// one thread per vCPU, serve the console on the event loop, and report how the guest ended.
+// A running VM: what vm_builder.cpp made of a VmResources (KVM VM, guest memory, the platform and
+// virtio devices, the vCPUs), and its lifecycle on the VMM's event loop — start, stop signals and
+// console input, pause/resume, how it ended, its metrics. The pieces it holds live in rooms of their
+// own: vCPU threads and exit dispatch (vcpu_set.h), the console's way out (console_output.h), the
+// devices (devices/), and, above it, the container supervisor (runtime/).
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
-#include <thread>
 #include <variant>
 #include <vector>
 
-#include "boot/linux_boot.h"
+#include "base/unique_fd.h"
 #include "devices/acpi_pm.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
@@ -27,53 +27,27 @@
 #include "devices/virtio/console.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/tap.h"
+#include "memory/guest_memory.h"
 #include "vmm/bus.h"
+#include "vmm/console_output.h"
 #include "vmm/kvm.h"
 #include "vmm/kvm_irq_line.h"
-#include "memory/guest_memory.h"
+#include "vmm/vcpu_set.h"
 #include "vmm/virtio_mmio_device.h"
+#include "vmm/vm_resources.h"
 
 namespace microvm::vmm {
 
-// A virtio-net interface backed by a host TAP device (created when missing).
-struct NetConfig {
-  std::string tap;                                 // host interface name
-  std::optional<devices::virtio::MacAddress> mac;  // default: 02:4d:56:00:00:<index+1>
-  // Container mode only: how microvm's init configures the guest side (ethN in --net order).
-  std::string address;  // "169.254.0.2/16"
-  std::string gateway;
-  std::string dns;
-};
-
-enum class ConsoleKind {
-  kSerial,  // COM1 (ttyS0)
-  kVirtio,  // virtio-console (hvc0); COM1 stays present but gets no host input
-};
-
-// Container mode: microvm's init runs as PID 1 from an initramfs the VMM builds in memory, mounts
-// the root drive under an overlay and runs the workload the spec describes (guest/init/spec.h).
-struct ContainerConfig {
-  std::string init_path;          // the static microvm-init binary
-  std::string spec_json;          // becomes /microvm/spec.json in the initramfs
-  unsigned stop_grace_ms = 3000;  // SIGTERM to SIGKILL in the guest; the VMM waits this plus a margin
-};
-
-struct MachineConfig {
-  std::string kernel_path;
-  std::optional<std::string> initrd_path;
-  std::string cmdline;
-  unsigned vcpus = 1;
-  std::uint64_t memory_bytes = 128ULL << 20;
-  int console_input = 0;   // fd the guest's serial input comes from; -1 for none
-  int console_output = 1;  // fd the guest's serial output goes to
-  ConsoleKind console = ConsoleKind::kSerial;
-  std::vector<devices::virtio::BlockOptions> drives;  // in order: vda, vdb, ...
-  std::vector<NetConfig> nets;                        // in order: eth0, eth1, ...
-  std::optional<ContainerConfig> container;
+// What the machine needs from the process that runs it, beside the VM's configuration.
+struct MachineEnvironment {
+  int console_input = 0;   // fd the guest's console input comes from; -1 for none
+  int console_output = 1;  // fd the guest's console output goes to
+  bool verbose = false;    // kernel messages on in container mode (VmResources::kernel_cmdline)
+  std::string init_path;   // container mode: the static microvm-init binary
 };
 
 // When things happened, on the host's monotonic clock (unset: did not happen). The guest's markers
-// come from the status port (container mode only).
+// come from the status port (container mode only: runtime/container_supervisor.h).
 struct BootMarkers {
   using TimePoint = std::chrono::steady_clock::time_point;
   std::optional<TimePoint> vcpus_started;     // the vCPU threads were started (first KVM_RUN follows)
@@ -82,109 +56,95 @@ struct BootMarkers {
   std::optional<TimePoint> workload_exited;   // the workload ended
 };
 
-// What Machine::create opens on the host before it touches KVM (so a bad path is reported first).
-struct HostResources {
-  std::vector<std::unique_ptr<devices::virtio::BlockDevice>> drives;
-  std::vector<devices::virtio::Tap> taps;
-};
-
-enum class StopReason {
-  kPowerOff,  // ACPI S5 or a system-event shutdown
-  kReboot,    // i8042 reset, triple fault or a system-event reset
-  kSignal,    // the VMM was asked to stop (SIGINT/SIGTERM/SIGHUP)
-  kError,     // the guest crashed or KVM failed
-};
-
 struct MachineExit {
   StopReason reason = StopReason::kError;
   std::string detail;
   int signal = 0;
-  std::optional<int> workload_exit_code;  // container mode: what the workload exited with
-  BootMarkers markers;
   std::vector<std::string> last_console_lines;  // the guest's last lines, for a crash report
 };
 
 // What GET /microvm/metrics reports: exits by kind (indexed like VcpuExit), per-device counters,
-// the boot markers.
+// the console, the boot markers.
 struct MachineMetrics {
-  std::array<std::uint64_t, std::variant_size_v<VcpuExit>> exits{};
-  std::vector<devices::virtio::BlockStats> drives;
-  std::vector<devices::virtio::NetDevice::Stats> nets;
+  struct Drive {
+    std::string drive_id;
+    devices::virtio::BlockStats stats;
+  };
+  struct Net {
+    std::string iface_id;
+    devices::virtio::NetDevice::Stats stats;
+  };
+  VcpuSet::ExitCounts exits{};
+  std::vector<Drive> drives;  // in guest order (vda, vdb, ...)
+  std::vector<Net> nets;      // in guest order (eth0, eth1, ...)
+  ConsoleOutput::Stats console;
   BootMarkers markers;
-  std::optional<int> workload_exit_code;
+  std::optional<int> workload_exit_code;  // container mode (filled in by the supervisor's owner)
 };
-// The container-mode initramfs the machine boots: microvm-init as /init, the spec as
-// /microvm/spec.json, and the nodes the init needs first. (`microvm start --write-initramfs` saves it.)
-[[nodiscard]] Result<std::vector<std::byte>> build_container_initramfs(const ContainerConfig& container);
 
-// Names for MachineMetrics::exits, in VcpuExit order.
-inline constexpr std::array<const char*, std::variant_size_v<VcpuExit>> kExitNames{
-    "io_in",        "io_out",     "mmio_read",      "mmio_write",  "hlt",    "shutdown",
-    "system_event", "fail_entry", "internal_error", "interrupted", "unknown"};
+// The container-mode initramfs the machine boots: microvm-init (`init_path`) as /init, the spec as
+// /microvm/spec.json, and the nodes the init needs first. (`microvm start --write-initramfs` saves it.)
+[[nodiscard]] Result<std::vector<std::byte>> build_container_initramfs(const std::string& init_path,
+                                                                       const VmResources& resources);
 
 class Machine {
  public:
-  static constexpr unsigned kMaxVcpus = 32;
-  static constexpr std::uint64_t kMinMemory = 32ULL << 20;
+  using StatusListener = devices::StatusPort::Listener;
+  using SignalHandler = std::function<void(int signal)>;
 
+  // Builds the VM `resources` describe (with_defaults() applied: a kernel is named); vm_builder.cpp.
   // The machine's devices and event handlers live on `io` (the VMM's event loop), which must outlive
   // it and be run by one thread.
-  static Result<std::unique_ptr<Machine>> create(const MachineConfig& config, boost::asio::io_context& io);
-
-  // Only create() can make the key: construction that can fail goes through it.
-  class Key {
-    friend class Machine;
-    Key() = default;
-  };
-  Machine(Key, const MachineConfig& config, boost::asio::io_context& io, Kvm kvm, Vm vm, GuestMemory memory);
-
-  // The virtio devices, in the order they were announced on the command line.
-  [[nodiscard]] const std::vector<std::unique_ptr<VirtioMmioDevice>>& virtio_devices() const { return virtio_; }
+  static Result<std::unique_ptr<Machine>> create(const VmResources& resources, const MachineEnvironment& env,
+                                                 boost::asio::io_context& io);
   ~Machine();
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;
 
-  // Runs the guest until it powers off, reboots or fails, or the VMM gets a stop signal: start(),
-  // io.run(), finish().
+  // Before start(): who hears the status port (container mode), and what a stop signal
+  // (SIGINT/SIGTERM/SIGHUP) does — by default it ends the VM at once.
+  void set_status_listener(StatusListener listener);
+  void set_signal_handler(SignalHandler handler);
+
+  // Runs the guest until it powers off, reboots or fails, or stop() is called: start(), io.run(),
+  // finish().
   MachineExit run();
   // Starts the vCPUs and the machine's event handlers; when the VM ends, the machine stops `io`.
   void start();
-  // After `io` stopped: joins the vCPUs and says how the VM ended.
+  // After `io` stopped: joins the vCPUs, drains the console and says how the VM ended.
   MachineExit finish();
+  // Ends the VM (any thread); the first reason given is the one reported.
+  void stop(StopReason reason, std::string detail, int signal = 0);
 
   // Parks every vCPU outside KVM_RUN (returns once they are, or fails after 2 s); resume() lets them go.
   [[nodiscard]] Result<void> pause();
   void resume();
   [[nodiscard]] bool paused() const;
-  // Container mode: asks the init to stop the workload (it gets SIGTERM, then SIGKILL); the VM ends
-  // when it has, or is stopped after the grace period plus a margin.
-  void request_workload_stop();
-  // Ends the VM now, as if it had powered off (the API's stop for a whole-system guest).
-  void power_off(std::string why) { stop(StopReason::kPowerOff, std::move(why)); }
+  // Container mode: raises the status port's stop request, which microvm-init polls.
+  void request_guest_stop() { status_port_.request_stop(); }
+
   [[nodiscard]] MachineMetrics metrics() const;
-  [[nodiscard]] const MachineConfig& config() const { return config_; }
+  [[nodiscard]] const VmResources& resources() const { return resources_; }
+  [[nodiscard]] ConsoleOutput& console() { return console_; }
+  // The virtio devices, in the order they were announced on the command line.
+  [[nodiscard]] const std::vector<std::unique_ptr<VirtioMmioDevice>>& virtio_devices() const { return virtio_; }
 
  private:
+  friend class VmBuilder;
   struct LoopState;
-  Result<void> build(const boot::LinuxBootInfo& boot_info, HostResources resources);
-  void park_if_paused();
-  Result<void> add_virtio(std::unique_ptr<devices::virtio::VirtioDevice> device, std::string_view name);
+
+  Machine(const VmResources& resources, const MachineEnvironment& env, boost::asio::io_context& io, Kvm kvm, Vm vm,
+          GuestMemory memory);
   std::size_t deliver_input(std::span<const std::uint8_t> bytes);
-  void vcpu_loop(Vcpu& vcpu);
-  void join_vcpus();  // stops and joins every vCPU thread (idempotent)
-  void kick_vcpus();  // makes every vCPU thread leave (or not enter) KVM_RUN
-  void handle_io_in(std::uint16_t port, std::span<std::uint8_t> data, std::uint32_t count);
-  void handle_io_out(std::uint16_t port, std::span<const std::uint8_t> data, std::uint32_t count);
-  void note_unclaimed(const char* access, std::uint64_t port);
-  void stop(StopReason reason, std::string detail, int signal = 0);
-  void write_console(std::span<const std::uint8_t> bytes);
   void on_status(devices::StatusPort::Event event, std::uint32_t payload, BootMarkers::TimePoint when);
 
-  MachineConfig config_;
+  const VmResources resources_;
+  const MachineEnvironment env_;
   boost::asio::io_context& io_;  // the event loop: console input, signals, virtio notifications and backends
   Kvm kvm_;
   Vm vm_;
   GuestMemory memory_;
+  ConsoleOutput console_;
   KvmIrqLine serial_irq_;
   devices::Serial serial_;
   devices::I8042 i8042_;
@@ -197,27 +157,15 @@ class Machine {
   std::vector<devices::virtio::NetDevice*> nets_;
   std::vector<devices::virtio::Tap> taps_;  // kept open for TUNSETOFFLOAD; the net devices use dups
   std::vector<std::unique_ptr<VirtioMmioDevice>> virtio_;
-  std::vector<Vcpu> vcpus_;
-  std::vector<std::thread> threads_;
+  std::unique_ptr<VcpuSet> vcpus_;
 
-  std::atomic<bool> stopping_{false};
-  mutable std::mutex pause_mutex_;
-  std::condition_variable pause_cv_;
-  bool pause_requested_ = false;  // under pause_mutex_
-  std::size_t parked_ = 0;        // vCPU threads waiting in park_if_paused (under pause_mutex_)
-  std::array<std::atomic<std::uint64_t>, std::variant_size_v<VcpuExit>> exit_counts_{};  // by VcpuExit index
+  StatusListener status_listener_;  // set before start(), read by vCPU threads after
+  SignalHandler signal_handler_;
   std::unique_ptr<LoopState> loop_;
   mutable std::mutex exit_mutex_;
   std::optional<MachineExit> exit_;
-  BootMarkers markers_;                     // under exit_mutex_
-  std::optional<int> workload_exit_;        // under exit_mutex_
-  std::mutex console_mutex_;                // console_tail_ and console_partial_ (vCPU threads and the loop write)
-  std::deque<std::string> console_tail_;    // the guest's last complete output lines
-  std::string console_partial_;             // the line being written
-  std::atomic<bool> console_muted_{false};  // container mode: the workload ended, drop the rest
-  UniqueFd stop_event_;                     // eventfd: wakes the event loop when the guest ends
-  std::mutex unclaimed_mutex_;
-  std::set<std::uint64_t> unclaimed_ports_;  // logged once each (--verbose)
+  std::optional<BootMarkers::TimePoint> vcpus_started_;  // under exit_mutex_
+  UniqueFd stop_event_;                                  // eventfd: wakes the event loop when the guest ends
 };
 
 }  // namespace microvm::vmm

@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "devices/interrupt_line.h"
 #include "devices/virtio/mmio_transport.h"
 #include "devices/virtio/virtio_device.h"
 #include "vmm/kvm.h"
-#include "base/unique_fd.h"
 
 namespace microvm::vmm {
 

@@ -5,7 +5,7 @@
 #include <optional>
 #include <string>
 
-#include "guest/init/result.h"
+#include "guest/protocol/result.h"
 
 namespace microvm::guest {
 

@@ -19,10 +19,10 @@
 #include <vector>
 
 #include "guest/init/files.h"
-#include "guest/init/spec.h"
-#include "guest/init/status_port.h"
+#include "guest/protocol/spec.h"
+#include "guest/protocol/status_port.h"
 #include "guest/init/system.h"
-#include "guest/init/user.h"
+#include "guest/protocol/user.h"
 #include "guest/init/workload.h"
 #include "base/unique_fd.h"
 

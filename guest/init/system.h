@@ -9,10 +9,10 @@
 #include <string_view>
 #include <vector>
 
-#include "guest/init/net.h"
-#include "guest/init/result.h"
-#include "guest/init/spec.h"
-#include "guest/init/status_port.h"
+#include "guest/protocol/ipv4.h"
+#include "guest/protocol/result.h"
+#include "guest/protocol/spec.h"
+#include "guest/protocol/status_port.h"
 
 namespace microvm::guest::sys {
 

@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "guest/init/result.h"
+#include "guest/protocol/result.h"
 
 namespace microvm::guest {
 

@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "api/handler.h"
+#include "guest/protocol/ipv4.h"
 #include "api/server.h"
 #include "tests/fuzz/fuzz_support.h"
 
@@ -39,8 +40,8 @@ bool valid_id(const std::string& id) {
 class CheckingController : public api::Controller {
  public:
   api::InstanceInfo instance_info() override { return {"fuzz", "Not started", "0.0.0", "microvm"}; }
-  api::MachineConfig machine_config() override { return config_.machine_config; }
-  Result<void> put_machine_config(const api::MachineConfig& config) override {
+  api::MachineSpec machine_config() override { return config_.machine_config; }
+  Result<void> put_machine_config(const api::MachineSpec& config) override {
     FUZZ_CHECK(config.vcpu_count >= 1 && config.vcpu_count <= 32, "vcpu_count {}", config.vcpu_count);
     FUZZ_CHECK(config.mem_size_mib >= 32 && config.mem_size_mib <= (1ULL << 20), "mem_size_mib {}",
                config.mem_size_mib);
@@ -54,16 +55,17 @@ class CheckingController : public api::Controller {
     FUZZ_CHECK(source.kernel_image_path.find('\0') == std::string::npos, "NUL in kernel path");
     return {};
   }
-  Result<void> put_drive(const api::Drive& drive) override {
+  Result<void> put_drive(const api::DriveConfig& drive) override {
     FUZZ_CHECK(valid_id(drive.drive_id), "drive_id {:?}", drive.drive_id);
     FUZZ_CHECK(!drive.path_on_host.empty(), "empty drive path");
     return {};
   }
-  Result<void> put_network_interface(const api::NetworkInterface& iface) override {
+  Result<void> put_network_interface(const api::NetworkInterfaceConfig& iface) override {
     FUZZ_CHECK(valid_id(iface.iface_id), "iface_id {:?}", iface.iface_id);
     FUZZ_CHECK(!iface.host_dev_name.empty() && iface.host_dev_name.size() <= 15, "host_dev_name {:?}",
                iface.host_dev_name);
     FUZZ_CHECK(!iface.guest_mac || iface.guest_mac->size() == 17, "guest_mac {:?}", *iface.guest_mac);
+    FUZZ_CHECK(!iface.guest_ip || guest::parse_ipv4_cidr(*iface.guest_ip), "guest_ip {:?}", *iface.guest_ip);
     return {};
   }
   Result<void> put_container(const api::ContainerSpec& spec) override {
@@ -73,18 +75,22 @@ class CheckingController : public api::Controller {
     FUZZ_CHECK(!spec.cwd || spec.cwd->starts_with('/'), "cwd {:?}", *spec.cwd);
     return {};
   }
+  Result<void> put_console(api::ConsoleKind kind) override {
+    config_.console = kind;
+    return {};
+  }
   // State decisions are the controller's: refuse every other action so that path is covered too.
   Result<void> start() override { return {}; }
   Result<void> send_ctrl_alt_del() override { return microvm::fail("the VM is not running"); }
   Result<void> flush_metrics() override { return {}; }
   Result<void> pause() override { return microvm::fail("the VM is not running"); }
   Result<void> resume() override { return {}; }
-  api::VmConfig vm_config() override { return config_; }
+  api::VmResources vm_config() override { return config_; }
   api::Status status() override { return {"Not started", std::nullopt}; }
   json metrics() override { return json{{"requests", 1}}; }
 
  private:
-  api::VmConfig config_;
+  api::VmResources config_;
 };
 
 void check_response(const api::Response& response) {

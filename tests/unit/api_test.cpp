@@ -45,24 +45,27 @@ class FakeController : public Controller {
     std::lock_guard lock(mutex);
     return InstanceInfo{"vm-1", state, "0.1.0", "microvm"};
   }
-  MachineConfig machine_config() override {
+  MachineSpec machine_config() override {
     std::lock_guard lock(mutex);
     return config.machine_config;
   }
-  Result<void> put_machine_config(const MachineConfig& value) override {
+  Result<void> put_machine_config(const MachineSpec& value) override {
     return record("machine-config", [&] { config.machine_config = value; });
   }
   Result<void> put_boot_source(const BootSource& value) override {
     return record("boot-source", [&] { config.boot_source = value; });
   }
-  Result<void> put_drive(const Drive& value) override {
+  Result<void> put_drive(const DriveConfig& value) override {
     return record("drive " + value.drive_id, [&] { config.drives.push_back(value); });
   }
-  Result<void> put_network_interface(const NetworkInterface& value) override {
+  Result<void> put_network_interface(const NetworkInterfaceConfig& value) override {
     return record("iface " + value.iface_id, [&] { config.network_interfaces.push_back(value); });
   }
   Result<void> put_container(const ContainerSpec& value) override {
     return record("container", [&] { config.container = value; });
+  }
+  Result<void> put_console(ConsoleKind value) override {
+    return record("console", [&] { config.console = value; });
   }
   Result<void> start() override {
     return record("start", [&] { state = "Running"; });
@@ -79,7 +82,7 @@ class FakeController : public Controller {
   Result<void> resume() override {
     return record("resume", [&] { state = "Running"; });
   }
-  VmConfig vm_config() override {
+  VmResources vm_config() override {
     std::lock_guard lock(mutex);
     return config;
   }
@@ -100,7 +103,7 @@ class FakeController : public Controller {
 
   std::mutex mutex;
   std::vector<std::string> calls;
-  VmConfig config;
+  VmResources config;
   std::string state = "Not started";
   std::optional<int> exit_code;
   std::optional<std::string> fail_with;
@@ -154,7 +157,7 @@ TEST(ApiHandle, PutAndGetMachineConfig) {
   const Response put = call(controller, "PUT", "/machine-config", R"({"vcpu_count": 2, "mem_size_mib": 256})");
   ASSERT_EQ(put.status, kStatusNoContent) << put.body;
   EXPECT_TRUE(put.body.empty());
-  EXPECT_EQ(controller.config.machine_config, (MachineConfig{2, 256, false}));
+  EXPECT_EQ(controller.config.machine_config, (MachineSpec{2, 256, false}));
 
   const Response get = call(controller, "GET", "/machine-config");
   ASSERT_EQ(get.status, kStatusOk);
@@ -167,15 +170,15 @@ TEST(ApiHandle, MachineConfigAcceptsFirecrackerDefaultsAndSmt) {
                             R"({"vcpu_count": 4, "mem_size_mib": 32, "smt": true, "track_dirty_pages": false,
                                 "huge_pages": "None", "cpu_template": null})");
   ASSERT_EQ(put.status, kStatusNoContent) << put.body;
-  EXPECT_EQ(controller.config.machine_config, (MachineConfig{4, 32, true}));
+  EXPECT_EQ(controller.config.machine_config, (MachineSpec{4, 32, true}));
 }
 
 TEST(ApiHandle, PatchMachineConfigChangesOnlyTheGivenFields) {
   FakeController controller;
-  controller.config.machine_config = MachineConfig{2, 512, false};
+  controller.config.machine_config = MachineSpec{2, 512, false};
   const Response patch = call(controller, "PATCH", "/machine-config", R"({"mem_size_mib": 1024})");
   ASSERT_EQ(patch.status, kStatusNoContent) << patch.body;
-  EXPECT_EQ(controller.config.machine_config, (MachineConfig{2, 1024, false}));
+  EXPECT_EQ(controller.config.machine_config, (MachineSpec{2, 1024, false}));
 }
 
 TEST(ApiHandle, PutBootSource) {
@@ -184,11 +187,10 @@ TEST(ApiHandle, PutBootSource) {
                             R"({"kernel_image_path": "/k/vmlinux", "boot_args": "console=ttyS0",
                                 "initrd_path": "/k/initrd"})");
   ASSERT_EQ(put.status, kStatusNoContent) << put.body;
-  ASSERT_TRUE(controller.config.boot_source.has_value());
-  EXPECT_EQ(*controller.config.boot_source, (BootSource{"/k/vmlinux", "console=ttyS0", "/k/initrd"}));
+  EXPECT_EQ(controller.config.boot_source, (BootSource{"/k/vmlinux", "console=ttyS0", "/k/initrd"}));
 
   ASSERT_EQ(call(controller, "PUT", "/boot-source", R"({"kernel_image_path": "/k/bzImage"})").status, kStatusNoContent);
-  EXPECT_EQ(*controller.config.boot_source, (BootSource{"/k/bzImage", std::nullopt, std::nullopt}));
+  EXPECT_EQ(controller.config.boot_source, (BootSource{"/k/bzImage", std::nullopt, std::nullopt}));
 }
 
 TEST(ApiHandle, PutDrive) {
@@ -198,14 +200,14 @@ TEST(ApiHandle, PutDrive) {
                                 "is_read_only": true, "cache_type": "Unsafe", "io_engine": "Sync"})");
   ASSERT_EQ(put.status, kStatusNoContent) << put.body;
   ASSERT_EQ(controller.config.drives.size(), 1U);
-  EXPECT_EQ(controller.config.drives[0], (Drive{"rootfs", "/img/root.ext4", true, true}));
+  EXPECT_EQ(controller.config.drives[0], (DriveConfig{"rootfs", "/img/root.ext4", true, true}));
 
   // is_read_only defaults to false.
   ASSERT_EQ(call(controller, "PUT", "/drives/data_1",
                  R"({"drive_id": "data_1", "path_on_host": "/img/data", "is_root_device": false})")
                 .status,
             kStatusNoContent);
-  EXPECT_EQ(controller.config.drives[1], (Drive{"data_1", "/img/data", false, false}));
+  EXPECT_EQ(controller.config.drives[1], (DriveConfig{"data_1", "/img/data", false, false}));
 }
 
 TEST(ApiHandle, PutNetworkInterface) {
@@ -214,7 +216,7 @@ TEST(ApiHandle, PutNetworkInterface) {
                             R"({"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"})");
   ASSERT_EQ(put.status, kStatusNoContent) << put.body;
   ASSERT_EQ(controller.config.network_interfaces.size(), 1U);
-  EXPECT_EQ(controller.config.network_interfaces[0], (NetworkInterface{"eth0", "tap0", "06:00:AC:10:00:02"}));
+  EXPECT_EQ(controller.config.network_interfaces[0], (NetworkInterfaceConfig{"eth0", "tap0", "06:00:AC:10:00:02", std::nullopt, std::nullopt, std::nullopt}));
 
   ASSERT_EQ(
       call(controller, "PUT", "/network-interfaces/eth1", R"({"iface_id": "eth1", "host_dev_name": "tap1"})").status,
@@ -278,17 +280,21 @@ TEST(ApiHandle, Metrics) {
 
 TEST(ApiHandle, VmConfigRoundTripsThroughTheConfigFileParser) {
   FakeController controller;
-  controller.config = VmConfig{BootSource{"/k", "quiet", std::nullopt},
-                               MachineConfig{2, 64, false},
-                               {Drive{"root", "/r", true, false}, Drive{"data", "/d", false, true}},
-                               {NetworkInterface{"eth0", "tap0", "02:00:00:00:00:01"}},
-                               ContainerSpec{{"sh"}, {"A=1"}, "/", std::nullopt, "h"}};
+  controller.config = VmResources{BootSource{"/k", "quiet", std::nullopt},
+                               MachineSpec{2, 64, false},
+                               {DriveConfig{"root", "/r", true, false}, DriveConfig{"data", "/d", false, true}},
+                               {NetworkInterfaceConfig{"eth0", "tap0", "02:00:00:00:00:01", "169.254.0.2/16",
+                                                       "169.254.0.1", "169.254.0.53"}},
+                               ContainerSpec{{"sh"}, {"A=1"}, "/", std::nullopt, "h"},
+                               ConsoleKind::kVirtio};
   const Response response = call(controller, "GET", "/vm/config");
   ASSERT_EQ(response.status, kStatusOk);
   const json body = body_of(response);
   EXPECT_EQ(body["boot-source"], (json{{"kernel_image_path", "/k"}, {"boot_args", "quiet"}}));
   EXPECT_EQ(body["drives"].size(), 2U);
   EXPECT_EQ(body["network-interfaces"][0]["host_dev_name"], "tap0");
+  EXPECT_EQ(body["network-interfaces"][0]["guest_ip"], "169.254.0.2/16");
+  EXPECT_EQ(body["console"], (json{{"kind", "virtio"}}));
   auto parsed = parse_vm_config(body);
   ASSERT_TRUE(parsed.has_value()) << parsed.error().message;
   EXPECT_EQ(*parsed, controller.config);
@@ -526,7 +532,7 @@ TEST(ApiConfigFile, AppliesEverySectionInOrder) {
   ASSERT_TRUE(applied.has_value()) << applied.error().message;
   EXPECT_EQ(controller.calls,
             (std::vector<std::string>{"machine-config", "boot-source", "drive root", "iface eth0", "container"}));
-  EXPECT_EQ(controller.config.machine_config, (MachineConfig{2, 256, false}));
+  EXPECT_EQ(controller.config.machine_config, (MachineSpec{2, 256, false}));
   EXPECT_FALSE(controller.state == "Running") << "a config file does not start the VM";
 }
 

@@ -1,12 +1,15 @@
-// The API's view of start options and back (tools/cli/controller.h), and the controller's state
-// rules before InstanceStart.
+// The one configuration (vmm/vm_resources.h) through every front end — flags, flags with the API,
+// a config file, API PUTs — and the controller's state rules before InstanceStart.
 #include "tools/cli/controller.h"
 
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+
+#include "api/handler.h"
 
 #include "tests/unit/test_support.h"
 
@@ -19,72 +22,158 @@ StartOptions parse_start(std::vector<std::string> args) {
   return parsed && parsed->start ? *parsed->start : StartOptions{};
 }
 
-TEST(Controller, FlagsRoundTripThroughTheApiShape) {
-  const StartOptions flags = parse_start({"start", "--kernel", "/k", "--cpus", "2", "--memory", "256M", "--rootfs",
-                                          "/r.img", "--drive", "/d.img,ro", "--net", "tap=t0,mac=02:00:00:00:00:05"});
-  const api::VmConfig config = to_vm_config(flags);
-  ASSERT_TRUE(config.boot_source.has_value());
-  EXPECT_EQ(config.boot_source->kernel_image_path, "/k");
-  EXPECT_EQ(config.machine_config.vcpu_count, 2U);
-  EXPECT_EQ(config.machine_config.mem_size_mib, 256U);
-  ASSERT_EQ(config.drives.size(), 2U);
-  EXPECT_TRUE(config.drives[0].is_root_device);
-  EXPECT_TRUE(config.drives[1].is_read_only);
-  ASSERT_EQ(config.network_interfaces.size(), 1U);
-  EXPECT_EQ(config.network_interfaces[0].guest_mac, "02:00:00:00:00:05");
+// Every field of the one configuration, set from flags. Paths below must all arrive at the same
+// VmResources, and so at the same boot (command line, drive order, container spec).
+const std::vector<std::string> kEveryFlag = {
+    "start",
+    "--kernel",
+    "/k/vmlinux",
+    "--cmdline",
+    "console=hvc0 quiet",
+    "--cpus",
+    "2",
+    "--memory",
+    "256M",
+    "--rootfs",
+    "/r.img",
+    "--drive",
+    "/d.img,ro",
+    "--net",
+    "tap=t0,mac=02:00:00:00:00:05,ip=169.254.0.2/16,gw=169.254.0.1,dns=169.254.0.53",
+    "--console",
+    "virtio",
+    "--env",
+    "A=1",
+    "-w",
+    "/srv",
+    "-u",
+    "nobody",
+    "--hostname",
+    "box",
+    "--",
+    "sh",
+    "-c",
+    "echo hi"};
 
-  auto back = to_start_options(config, flags);
-  ASSERT_TRUE(back.has_value()) << back.error().message;
-  EXPECT_EQ(back->machine.kernel_path, "/k");
-  EXPECT_EQ(back->machine.vcpus, 2U);
-  EXPECT_EQ(back->machine.memory_bytes, 256ULL << 20);
-  ASSERT_EQ(back->machine.drives.size(), 2U);
-  EXPECT_EQ(back->machine.drives[0].path, "/r.img");
-  EXPECT_EQ(back->machine.drives[1].path, "/d.img");
-  EXPECT_EQ(back->machine.cmdline, flags.machine.cmdline) << "root= is not added twice";
-  ASSERT_EQ(back->machine.nets.size(), 1U);
-  EXPECT_EQ(back->machine.nets[0].tap, "t0");
+// What a Machine would be built with: the configuration itself and what is derived from it.
+void expect_same_boot(const vmm::VmResources& got, const vmm::VmResources& want, bool verbose) {
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(got.kernel_cmdline(verbose), want.kernel_cmdline(verbose));
+  EXPECT_EQ(got.drives_in_guest_order(), want.drives_in_guest_order());
+  auto got_spec = got.container_spec();
+  auto want_spec = want.container_spec();
+  ASSERT_TRUE(got_spec.has_value() && want_spec.has_value());
+  EXPECT_EQ(*got_spec, *want_spec);
+}
+
+TEST(Controller, EveryFieldSurvivesEveryPath) {
+  // --initrd is the one field container mode refuses: it is checked on a whole-system VM here.
+  StartOptions flags = parse_start(kEveryFlag);
+  flags.vm.boot_source.initrd_path =
+      parse_start({"start", "--kernel", "k", "--initrd", "/k/initrd"}).vm.boot_source.initrd_path;
+  ASSERT_EQ(flags.vm.boot_source.initrd_path, "/k/initrd");
+  const vmm::VmResources& want = flags.vm;
+  ASSERT_EQ(want.network_interfaces.size(), 1U);
+  EXPECT_EQ(want.network_interfaces[0].guest_ip, "169.254.0.2/16");
+
+  // flags + --api-sock: the controller starts from the flags' configuration as it is.
+  boost::asio::io_context io;
+  VmmController with_api(io, flags, std::chrono::steady_clock::now());
+  expect_same_boot(with_api.vm_config(), want, false);
+
+  // --config-file: GET /vm/config's document read back as a config file.
+  const nlohmann::json document = api::to_json(want);
+  auto from_file = api::parse_vm_config(nlohmann::json::parse(document.dump()));
+  ASSERT_TRUE(from_file.has_value()) << from_file.error().message;
+  expect_same_boot(*from_file, want, false);
+
+  // API PUTs on a controller started with nothing, one resource at a time.
+  VmmController over_api(io, StartOptions{}, std::chrono::steady_clock::now());
+  const auto put = [&](std::string target, const nlohmann::json& body) {
+    const api::Response response = api::handle(over_api, api::Request{"PUT", std::move(target), body.dump()});
+    EXPECT_EQ(response.status, api::kStatusNoContent) << response.body;
+  };
+  put("/boot-source", document["boot-source"]);
+  put("/machine-config", document["machine-config"]);
+  for (const auto& drive : document["drives"]) put("/drives/" + drive["drive_id"].get<std::string>(), drive);
+  for (const auto& iface : document["network-interfaces"]) {
+    put("/network-interfaces/" + iface["iface_id"].get<std::string>(), iface);
+  }
+  put("/microvm/container", document["container"]);
+  put("/microvm/console", document["console"]);
+  expect_same_boot(over_api.vm_config(), want, false);
+}
+
+TEST(Controller, VerboseDecidesTheDefaultCmdlineWhicheverPathConfiguredTheVm) {
+  const StartOptions flags = parse_start({"start", "--rootfs", "/r.img", "--api-sock", "/s", "-v", "--", "true"});
+  boost::asio::io_context io;
+  VmmController controller(io, flags, std::chrono::steady_clock::now());
+  const vmm::MachineEnvironment env = machine_environment(flags);
+  EXPECT_TRUE(env.verbose);
+  EXPECT_EQ(controller.vm_config().kernel_cmdline(env.verbose).find("loglevel=1"), std::string::npos);
+  EXPECT_NE(controller.vm_config().kernel_cmdline(false).find("loglevel=1"), std::string::npos);
 }
 
 TEST(Controller, TheRootDriveGoesFirstWhateverTheOrder) {
-  api::VmConfig config;
-  config.boot_source = api::BootSource{"/k", std::nullopt, std::nullopt};
-  config.drives = {api::Drive{"data", "/d.img", false, false}, api::Drive{"root", "/r.img", true, false}};
-  auto options = to_start_options(config, StartOptions{});
-  ASSERT_TRUE(options.has_value()) << options.error().message;
-  ASSERT_EQ(options->machine.drives.size(), 2U);
-  EXPECT_EQ(options->machine.drives[0].path, "/r.img");
-  EXPECT_TRUE(options->machine.cmdline.ends_with("root=/dev/vda rw"));
+  vmm::VmResources config;
+  config.boot_source = vmm::BootSource{"/k", std::nullopt, std::nullopt};
+  ASSERT_TRUE(config.put_drive(vmm::DriveConfig{"data", "/d.img", false, false}));
+  ASSERT_TRUE(config.put_drive(vmm::DriveConfig{"root", "/r.img", true, false}));
+  const auto drives = config.drives_in_guest_order();
+  ASSERT_EQ(drives.size(), 2U);
+  EXPECT_EQ(drives[0].path_on_host, "/r.img");
+  EXPECT_TRUE(config.kernel_cmdline(false).ends_with("root=/dev/vda rw"));
 }
 
 TEST(Controller, ContainerModeKeepsTheRootReadOnlyAndUsesItsCmdline) {
-  api::VmConfig config;
-  config.drives = {api::Drive{"root", "/r.img", true, false}};
-  config.container = api::ContainerSpec{{"echo", "hi"}, {"A=1"}, "/srv", std::nullopt, "box"};
-  auto options = to_start_options(config, StartOptions{});
-  ASSERT_TRUE(options.has_value()) << options.error().message;
-  EXPECT_FALSE(options->kernel_given) << "the default kernel";
-  EXPECT_TRUE(options->machine.drives[0].read_only);
-  EXPECT_EQ(options->machine.cmdline, kDefaultContainerCmdline);
-  EXPECT_EQ(options->container.command, (std::vector<std::string>{"echo", "hi"}));
-  EXPECT_EQ(options->container.workdir, "/srv");
-  EXPECT_EQ(options->container.hostname, "box");
+  vmm::VmResources config;
+  ASSERT_TRUE(config.put_drive(vmm::DriveConfig{"root", "/r.img", true, false}));
+  config.container = vmm::ContainerSpec{{"echo", "hi"}, {"A=1"}, "/srv", std::nullopt, "box"};
+  EXPECT_TRUE(config.drives_in_guest_order()[0].is_read_only);
+  EXPECT_EQ(config.kernel_cmdline(false), "console=ttyS0 loglevel=1 reboot=k panic=1 pci=off");
+  auto spec = config.container_spec();
+  ASSERT_TRUE(spec.has_value());
+  EXPECT_EQ(spec->cwd, "/srv");
+  EXPECT_EQ(spec->hostname, "box");
+}
+
+TEST(Controller, DefaultsAreFilledInOnlyForContainerMode) {
+  const std::string dir = ::testing::TempDir() + "controller_test_defaults/";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "vmlinux") << "k";
+  std::ofstream(dir + "rootfs.ext4") << "r";
+  const vmm::HostDefaults defaults{dir + "vmlinux", dir + "rootfs.ext4"};
+  vmm::VmResources container;
+  container.container = vmm::ContainerSpec{{"true"}, {}, std::nullopt, std::nullopt, std::nullopt};
+  auto filled = vmm::with_defaults(container, defaults);
+  ASSERT_TRUE(filled.has_value()) << filled.error().message;
+  EXPECT_EQ(filled->boot_source.kernel_image_path, defaults.kernel);
+  ASSERT_NE(filled->root_drive(), nullptr);
+  EXPECT_EQ(filled->root_drive()->path_on_host, defaults.rootfs);
+  EXPECT_EQ(vmm::with_defaults(*filled, defaults).value(), *filled) << "idempotent";
+  vmm::VmResources whole_system;
+  EXPECT_EQ(vmm::with_defaults(whole_system, defaults).value(), whole_system);
+  EXPECT_ERROR_CONTAINS(vmm::with_defaults(container, vmm::HostDefaults{"/nonexistent/k", defaults.rootfs}),
+                        "tools/prepare-defaults");
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Controller, NoBootSourceIsAnError) {
-  EXPECT_ERROR_CONTAINS(to_start_options(api::VmConfig{}, StartOptions{}), "PUT /boot-source");
+  boost::asio::io_context io;
+  VmmController controller(io, StartOptions{}, std::chrono::steady_clock::now());
+  EXPECT_ERROR_CONTAINS(controller.start(), "PUT /boot-source");
 }
 
 TEST(Controller, ConfigurationRulesBeforeStart) {
   boost::asio::io_context io;
-  VmmController controller(io, StartOptions{}, api::VmConfig{}, std::chrono::steady_clock::now());
+  VmmController controller(io, StartOptions{}, std::chrono::steady_clock::now());
   EXPECT_EQ(controller.instance_info().state, "Not started");
   EXPECT_ERROR_CONTAINS(controller.pause(), "not started");
   EXPECT_ERROR_CONTAINS(controller.send_ctrl_alt_del(), "not started");
-  EXPECT_ERROR_CONTAINS(controller.put_machine_config(api::MachineConfig{2, 256, true}), "smt");
-  ASSERT_TRUE(controller.put_drive(api::Drive{"a", "/a", true, false}));
-  EXPECT_ERROR_CONTAINS(controller.put_drive(api::Drive{"b", "/b", true, false}), "already the root device");
-  ASSERT_TRUE(controller.put_drive(api::Drive{"a", "/a2", true, true}));  // replacing the same id is fine
+  EXPECT_ERROR_CONTAINS(controller.put_machine_config(vmm::MachineSpec{2, 256, true}), "smt");
+  ASSERT_TRUE(controller.put_drive(vmm::DriveConfig{"a", "/a", true, false}));
+  EXPECT_ERROR_CONTAINS(controller.put_drive(vmm::DriveConfig{"b", "/b", true, false}), "already the root device");
+  ASSERT_TRUE(controller.put_drive(vmm::DriveConfig{"a", "/a2", true, true}));  // replacing the same id is fine
   EXPECT_EQ(controller.vm_config().drives.size(), 1U);
   EXPECT_EQ(controller.vm_config().drives[0].path_on_host, "/a2");
   EXPECT_ERROR_CONTAINS(controller.start(), "PUT /boot-source");
@@ -94,7 +183,7 @@ TEST(Controller, ConfigurationRulesBeforeStart) {
 TEST(CommandLine, ApiSocketNeedsNoKernel) {
   const StartOptions o = parse_start({"start", "--api-sock", "/tmp/x.sock"});
   EXPECT_EQ(o.api_sock, "/tmp/x.sock");
-  EXPECT_FALSE(o.kernel_given);
+  EXPECT_FALSE(o.vm.bootable());
 }
 
 TEST(CommandLine, CtlActions) {
@@ -137,8 +226,10 @@ TEST(Controller, MetricsJsonCarriesMarkersOnTheMonotonicClock) {
   m.markers.vcpus_started = start + std::chrono::milliseconds(5);
   m.markers.workload_started = start + std::chrono::milliseconds(40);
   m.workload_exit_code = 3;
-  vmm::MachineConfig config;
-  const nlohmann::json json = metrics_json(m, config, start);
+  m.drives.push_back({"rootfs", devices::virtio::BlockStats{3, 4096, 0, 1, 0}});
+  const nlohmann::json json = metrics_json(m, start);
+  EXPECT_EQ(json["drives"][0]["drive_id"], "rootfs");
+  EXPECT_EQ(json["drives"][0]["read_bytes"], 4096);
   EXPECT_EQ(json["vcpu_exits"]["io_in"], 7);
   EXPECT_DOUBLE_EQ(json["boot_markers"]["vcpus_started_ms"].get<double>(), 5.0);
   EXPECT_DOUBLE_EQ(json["boot_markers"]["workload_started_ms"].get<double>(), 40.0);
@@ -158,7 +249,7 @@ TEST(Controller, MetricsJsonCarriesMarkersOnTheMonotonicClock) {
 TEST(Controller, FlushMetricsNeedsAMetricsFile) {
   boost::asio::io_context io;
   StartOptions base;
-  VmmController controller(io, base, api::VmConfig{}, std::chrono::steady_clock::now());
+  VmmController controller(io, base, std::chrono::steady_clock::now());
   EXPECT_ERROR_CONTAINS(controller.flush_metrics(), "--metrics-file");
 }
 

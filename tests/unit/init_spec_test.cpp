@@ -1,10 +1,10 @@
-// microvm-init's spec.json parser (guest/init/spec.h): every field, its defaults, and the errors for
+// microvm-init's spec.json parser (guest/protocol/spec.h): every field, its defaults, and the errors for
 // missing, mistyped and malformed values.
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "guest/init/spec.h"
+#include "guest/protocol/spec.h"
 
 namespace microvm::guest {
 namespace {

@@ -1,9 +1,9 @@
-// The status-port register layout (guest/init/status_port.h) shared by microvm-init and the VMM,
-// and the IPv4 helpers behind the init's network setup (guest/init/net.h).
+// The status-port register layout (guest/protocol/status_port.h) shared by microvm-init and the VMM,
+// and the IPv4 helpers behind the init's network setup (guest/protocol/ipv4.h).
 #include <gtest/gtest.h>
 
-#include "guest/init/net.h"
-#include "guest/init/status_port.h"
+#include "guest/protocol/ipv4.h"
+#include "guest/protocol/status_port.h"
 
 namespace microvm::guest {
 namespace {

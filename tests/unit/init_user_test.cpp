@@ -1,10 +1,10 @@
-// microvm-init's user resolution (guest/init/user.h): the image's /etc/passwd and /etc/group
+// microvm-init's user resolution (guest/protocol/user.h): the image's /etc/passwd and /etc/group
 // parsed by hand, and Docker's (runc's) rules for USER[:GROUP].
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "guest/init/user.h"
+#include "guest/protocol/user.h"
 
 namespace microvm::guest {
 namespace {

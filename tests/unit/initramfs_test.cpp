@@ -10,6 +10,7 @@
 #include <fstream>
 #include <string>
 
+#include "guest/protocol/spec.h"
 #include "tests/unit/test_support.h"
 #include "vmm/machine.h"
 
@@ -107,8 +108,9 @@ TEST(Initramfs, ContainerInitramfsHoldsTheInitAndTheSpec) {
   const std::string init_path = ::testing::TempDir() + "initramfs_test_init";
   std::ofstream(init_path, std::ios::binary) << "\x7f"
                                                 "ELF-not-really";
-  const vmm::ContainerConfig container{init_path, R"({"args":["/bin/true"]})", 3000};
-  auto archive = vmm::build_container_initramfs(container);
+  vmm::VmResources resources;
+  resources.container = vmm::ContainerSpec{{"/bin/true"}, {}, std::nullopt, std::nullopt, std::nullopt};
+  auto archive = vmm::build_container_initramfs(init_path, resources);
   ASSERT_TRUE(archive.has_value()) << archive.error().message;
   std::string init_data, spec_data;
   bool console = false;
@@ -120,10 +122,13 @@ TEST(Initramfs, ContainerInitramfsHoldsTheInitAndTheSpec) {
   EXPECT_EQ(init_data,
             "\x7f"
             "ELF-not-really");
-  EXPECT_EQ(spec_data, container.spec_json);
+  EXPECT_EQ(spec_data, guest::spec_to_json(*resources.container_spec()));
+  auto spec = guest::parse_spec(spec_data);
+  ASSERT_TRUE(spec.has_value()) << spec.error().message;
+  EXPECT_EQ(spec->args, (std::vector<std::string>{"/bin/true"}));
   EXPECT_TRUE(console);
   std::remove(init_path.c_str());
-  EXPECT_ERROR_CONTAINS(vmm::build_container_initramfs({"/nonexistent/microvm-init", "{}", 3000}),
+  EXPECT_ERROR_CONTAINS(vmm::build_container_initramfs("/nonexistent/microvm-init", resources),
                         "/nonexistent/microvm-init");
 }
 

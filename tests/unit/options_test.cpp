@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "guest/protocol/spec.h"
+
 #include <string>
 #include <vector>
 
@@ -86,66 +88,85 @@ std::string help_text(std::vector<std::string> args) {
   return parsed->help->text;
 }
 
+// The command line the VM would boot with (what the builder gets from the one configuration).
+std::string cmdline_of(const StartOptions& o) {
+  return o.vm.kernel_cmdline(o.verbose);
+}
+
+constexpr std::string_view kDefaultCmdline = "console=ttyS0 reboot=k panic=1 pci=off";
+
 TEST(CommandLine, Defaults) {
   const StartOptions o = parse_start({"start", "--kernel", "vmlinux"});
-  EXPECT_EQ(o.machine.kernel_path, "vmlinux");
-  EXPECT_EQ(o.machine.vcpus, 1U);
-  EXPECT_EQ(o.machine.memory_bytes, 128 * kMiB);
-  EXPECT_EQ(o.machine.cmdline, "console=ttyS0 reboot=k panic=1 pci=off");
-  EXPECT_EQ(o.machine.cmdline, kDefaultCmdline);
-  EXPECT_FALSE(o.machine.initrd_path.has_value());
+  EXPECT_EQ(o.vm.boot_source.kernel_image_path, "vmlinux");
+  EXPECT_EQ(o.vm.machine_config.vcpu_count, 1U);
+  EXPECT_EQ(o.vm.machine_config.mem_size_mib, 128U);
+  EXPECT_FALSE(o.vm.boot_source.boot_args.has_value()) << "the default is decided in one place";
+  EXPECT_EQ(cmdline_of(o), kDefaultCmdline);
+  EXPECT_FALSE(o.vm.boot_source.initrd_path.has_value());
   EXPECT_FALSE(o.verbose);
+  EXPECT_FALSE(o.vm.container_mode());
 }
 
 TEST(CommandLine, AllOptions) {
   const StartOptions o = parse_start({"start", "--kernel", "/boot/bzImage", "--initrd", "/tmp/initrd.cpio.gz",
                                       "--cmdline", "console=ttyS0 quiet", "--cpus", "4", "--memory", "1G", "-v"});
-  EXPECT_EQ(o.machine.kernel_path, "/boot/bzImage");
-  ASSERT_TRUE(o.machine.initrd_path.has_value());
-  EXPECT_EQ(*o.machine.initrd_path, "/tmp/initrd.cpio.gz");
-  EXPECT_EQ(o.machine.cmdline, "console=ttyS0 quiet");
-  EXPECT_EQ(o.machine.vcpus, 4U);
-  EXPECT_EQ(o.machine.memory_bytes, kGiB);
+  EXPECT_EQ(o.vm.boot_source.kernel_image_path, "/boot/bzImage");
+  ASSERT_TRUE(o.vm.boot_source.initrd_path.has_value());
+  EXPECT_EQ(*o.vm.boot_source.initrd_path, "/tmp/initrd.cpio.gz");
+  EXPECT_EQ(cmdline_of(o), "console=ttyS0 quiet");
+  EXPECT_EQ(o.vm.machine_config.vcpu_count, 4U);
+  EXPECT_EQ(o.vm.machine_config.mem_size_mib, kGiB / kMiB);
   EXPECT_TRUE(o.verbose);
 }
 
 TEST(CommandLine, EqualsSyntaxAndLongVerbose) {
   const StartOptions o = parse_start({"start", "--kernel=k", "--memory=256", "--cpus=2", "--verbose"});
-  EXPECT_EQ(o.machine.kernel_path, "k");
-  EXPECT_EQ(o.machine.memory_bytes, 256 * kMiB);
-  EXPECT_EQ(o.machine.vcpus, 2U);
+  EXPECT_EQ(o.vm.boot_source.kernel_image_path, "k");
+  EXPECT_EQ(o.vm.machine_config.mem_size_mib, 256U);
+  EXPECT_EQ(o.vm.machine_config.vcpu_count, 2U);
   EXPECT_TRUE(o.verbose);
 }
 
+TEST(CommandLine, CpusAndMemoryOutOfRangeNameTheFlag) {
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--cpus", "0"}), "--cpus 0 is out of range");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--cpus", "33"}), "--cpus 33 is out of range");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--memory", "16M"}), "--memory 16 MiB is too small");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--memory", "65537K"}), "whole number of MiB");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--memory", "100T"}), "more than this host's");
+  EXPECT_EQ(parse_start({"start", "--kernel", "k", "--memory", "65536K"}).vm.machine_config.mem_size_mib, 64U);
+}
+
 TEST(CommandLine, EmptyCmdlineIsAllowed) {
-  EXPECT_EQ(parse_start({"start", "--kernel", "k", "--cmdline", ""}).machine.cmdline, "");
+  EXPECT_EQ(cmdline_of(parse_start({"start", "--kernel", "k", "--cmdline", ""})), "");
 }
 
 TEST(CommandLine, RootfsIsTheFirstDriveAndAddsRoot) {
   const StartOptions o =
       parse_start({"start", "--kernel", "k", "--drive", "/data.img,ro", "--rootfs", "/root.ext4", "--drive", "b.img"});
-  ASSERT_EQ(o.machine.drives.size(), 3U);
-  EXPECT_EQ(o.machine.drives[0].path, "/root.ext4");
-  EXPECT_FALSE(o.machine.drives[0].read_only);
-  EXPECT_EQ(o.machine.drives[0].id, "rootfs");
-  EXPECT_EQ(o.machine.drives[1].path, "/data.img");
-  EXPECT_TRUE(o.machine.drives[1].read_only);
-  EXPECT_EQ(o.machine.drives[2].path, "b.img");
-  EXPECT_FALSE(o.machine.drives[2].read_only);
-  EXPECT_NE(o.machine.drives[1].id, o.machine.drives[2].id);
-  EXPECT_EQ(o.machine.cmdline, std::string(kDefaultCmdline) + " root=/dev/vda rw");
+  const auto drives = o.vm.drives_in_guest_order();
+  ASSERT_EQ(drives.size(), 3U);
+  EXPECT_EQ(drives[0].path_on_host, "/root.ext4");
+  EXPECT_TRUE(drives[0].is_root_device);
+  EXPECT_FALSE(drives[0].is_read_only);
+  EXPECT_EQ(drives[0].drive_id, "rootfs");
+  EXPECT_EQ(drives[1].path_on_host, "/data.img");
+  EXPECT_TRUE(drives[1].is_read_only);
+  EXPECT_EQ(drives[2].path_on_host, "b.img");
+  EXPECT_FALSE(drives[2].is_read_only);
+  EXPECT_NE(drives[1].drive_id, drives[2].drive_id);
+  EXPECT_EQ(cmdline_of(o), std::string(kDefaultCmdline) + " root=/dev/vda rw");
 }
 
 TEST(CommandLine, ReadOnlyRootfsMountsReadOnly) {
   const StartOptions o = parse_start({"start", "--kernel", "k", "--rootfs", "r.img,ro"});
-  ASSERT_EQ(o.machine.drives.size(), 1U);
-  EXPECT_TRUE(o.machine.drives[0].read_only);
-  EXPECT_TRUE(o.machine.cmdline.ends_with(" root=/dev/vda ro"));
+  ASSERT_EQ(o.vm.drives.size(), 1U);
+  EXPECT_TRUE(o.vm.drives[0].is_read_only);
+  EXPECT_TRUE(cmdline_of(o).ends_with(" root=/dev/vda ro"));
 }
 
 TEST(CommandLine, RootfsKeepsAnExplicitRoot) {
   const StartOptions o = parse_start({"start", "--kernel", "k", "--rootfs", "r.img", "--cmdline", "root=/dev/vda1"});
-  EXPECT_EQ(o.machine.cmdline, "root=/dev/vda1");
+  EXPECT_EQ(cmdline_of(o), "root=/dev/vda1");
 }
 
 TEST(CommandLine, BadDriveOptionsAreNamed) {
@@ -157,42 +178,48 @@ TEST(CommandLine, BadDriveOptionsAreNamed) {
 TEST(CommandLine, NetworkInterfaces) {
   const StartOptions o =
       parse_start({"start", "--kernel", "k", "--net", "tap=tap0", "--net", "tap=mvm1,mac=02:00:00:00:00:2a"});
-  ASSERT_EQ(o.machine.nets.size(), 2U);
-  EXPECT_EQ(o.machine.nets[0].tap, "tap0");
-  EXPECT_FALSE(o.machine.nets[0].mac.has_value());
-  EXPECT_EQ(o.machine.nets[1].tap, "mvm1");
-  ASSERT_TRUE(o.machine.nets[1].mac.has_value());
-  EXPECT_EQ((*o.machine.nets[1].mac)[5], 0x2a);
+  ASSERT_EQ(o.vm.network_interfaces.size(), 2U);
+  EXPECT_EQ(o.vm.network_interfaces[0].iface_id, "eth0");
+  EXPECT_EQ(o.vm.network_interfaces[0].host_dev_name, "tap0");
+  EXPECT_FALSE(o.vm.network_interfaces[0].guest_mac.has_value());
+  EXPECT_EQ(o.vm.network_interfaces[1].iface_id, "eth1");
+  EXPECT_EQ(o.vm.network_interfaces[1].host_dev_name, "mvm1");
+  EXPECT_EQ(o.vm.network_interfaces[1].guest_mac, "02:00:00:00:00:2a");
 }
 
 TEST(CommandLine, BadNetworkOptionsAreNamed) {
   EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--net", "mac=02:00:00:00:00:01"}), "no TAP");
   EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--net", "tap=t,speed=10"}), "'speed=10'");
   EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--net", "tap=t,mac=zz"}), "--net tap=t,mac=zz");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--net", "tap=t,ip=169.254.0.2"}), "prefix length");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--net", "tap=t,ip=1.2.3.4/8,gw=x"}), "gw=");
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--net", "tap=t,dns=300.0.0.1"}), "dns=");
 }
 
 TEST(CommandLine, VirtioConsoleChangesTheDefaultConsole) {
   const StartOptions o = parse_start({"start", "--kernel", "k", "--console", "virtio"});
-  EXPECT_EQ(o.machine.console, vmm::ConsoleKind::kVirtio);
-  EXPECT_EQ(o.machine.cmdline, kDefaultVirtioConsoleCmdline);
-  EXPECT_EQ(parse_start({"start", "--kernel", "k"}).machine.console, vmm::ConsoleKind::kSerial);
-  EXPECT_EQ(parse_start({"start", "--kernel", "k", "--console", "virtio", "--cmdline", "x"}).machine.cmdline, "x");
+  EXPECT_EQ(o.vm.console, vmm::ConsoleKind::kVirtio);
+  EXPECT_EQ(cmdline_of(o), "console=hvc0 reboot=k panic=1 pci=off");
+  EXPECT_EQ(parse_start({"start", "--kernel", "k"}).vm.console, vmm::ConsoleKind::kSerial);
+  EXPECT_EQ(cmdline_of(parse_start({"start", "--kernel", "k", "--console", "virtio", "--cmdline", "x"})), "x");
   EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--console", "vga"}), "--console");
 }
 
 TEST(CommandLine, ContainerCommandAfterDashes) {
   const StartOptions o = parse_start({"start", "--rootfs", "img.ext4", "-e", "A=1", "--env", "B=x=y", "-w", "/srv",
                                       "-u", "nobody:nogroup", "--hostname", "box", "--", "sh", "-c", "echo $A"});
-  EXPECT_FALSE(o.kernel_given);
-  EXPECT_EQ(o.container.command, (std::vector<std::string>{"sh", "-c", "echo $A"}));
-  EXPECT_EQ(o.container.env, (std::vector<std::string>{"A=1", "B=x=y"}));
-  EXPECT_EQ(o.container.workdir, "/srv");
-  EXPECT_EQ(o.container.user, "nobody:nogroup");
-  EXPECT_EQ(o.container.hostname, "box");
-  ASSERT_EQ(o.machine.drives.size(), 1U);
-  EXPECT_TRUE(o.machine.drives[0].read_only) << "container mode never writes the image";
-  EXPECT_EQ(o.machine.cmdline, kDefaultContainerCmdline);
-  EXPECT_EQ(o.machine.cmdline.find("root="), std::string::npos) << "the init mounts the root drive itself";
+  EXPECT_TRUE(o.vm.boot_source.kernel_image_path.empty()) << "the default kernel";
+  ASSERT_TRUE(o.vm.container.has_value());
+  EXPECT_EQ(o.vm.container->args, (std::vector<std::string>{"sh", "-c", "echo $A"}));
+  EXPECT_EQ(o.vm.container->env, (std::vector<std::string>{"A=1", "B=x=y"}));
+  EXPECT_EQ(o.vm.container->cwd, "/srv");
+  EXPECT_EQ(o.vm.container->user, "nobody:nogroup");
+  EXPECT_EQ(o.vm.container->hostname, "box");
+  const auto drives = o.vm.drives_in_guest_order();
+  ASSERT_EQ(drives.size(), 1U);
+  EXPECT_TRUE(drives[0].is_read_only) << "container mode never writes the image";
+  EXPECT_EQ(cmdline_of(o), "console=ttyS0 loglevel=1 reboot=k panic=1 pci=off");
+  EXPECT_EQ(cmdline_of(o).find("root="), std::string::npos) << "the init mounts the root drive itself";
 }
 
 TEST(CommandLine, ContainerOptionsAreChecked) {
@@ -206,20 +233,24 @@ TEST(CommandLine, ContainerOptionsAreChecked) {
 
 TEST(CommandLine, VerboseContainerModeKeepsKernelMessages) {
   const StartOptions o = parse_start({"start", "-v", "--", "true"});
-  EXPECT_EQ(o.machine.cmdline.find("quiet"), std::string::npos);
+  EXPECT_EQ(cmdline_of(o), "console=ttyS0 reboot=k panic=1 pci=off");
+  const StartOptions virtio = parse_start({"start", "--console", "virtio", "--", "true"});
+  EXPECT_EQ(cmdline_of(virtio), "console=hvc0 loglevel=1 reboot=k panic=1 pci=off") << "quiet on either console";
 }
 
 TEST(ContainerSpec, CarriesTheOptions) {
   StartOptions o = parse_start({"start", "-e", "A=1", "-w", "/srv", "-u", "1000:1000", "--hostname", "box", "--net",
                                 "tap=t0,ip=169.254.0.2/16,gw=169.254.0.1,dns=169.254.0.1", "--", "ls", "-l"});
-  const auto spec = nlohmann::json::parse(container_spec_json(o, 2500));
+  const auto built = o.vm.container_spec();
+  ASSERT_TRUE(built.has_value()) << built.error().message;
+  const auto spec = nlohmann::json::parse(guest::spec_to_json(*built));
   EXPECT_EQ(spec["args"], nlohmann::json::array({"ls", "-l"}));
-  EXPECT_EQ(spec["env"], nlohmann::json::array({std::string(kDefaultPath), "HOSTNAME=box", "A=1"}));
+  EXPECT_EQ(spec["env"], nlohmann::json::array({std::string(vmm::kDefaultPath), "HOSTNAME=box", "A=1"}));
   EXPECT_EQ(spec["cwd"], "/srv");
   EXPECT_EQ(spec["user"], "1000:1000");
   EXPECT_EQ(spec["hostname"], "box");
   EXPECT_EQ(spec["root"]["device"], "/dev/vda");
-  EXPECT_EQ(spec["stop_grace_ms"], 2500);
+  EXPECT_EQ(spec["stop_grace_ms"], vmm::kStopGraceMs);
   ASSERT_EQ(spec["network"].size(), 1U);
   EXPECT_EQ(spec["network"][0]["interface"], "eth0");
   EXPECT_EQ(spec["network"][0]["address"], "169.254.0.2/16");
@@ -229,8 +260,11 @@ TEST(ContainerSpec, CarriesTheOptions) {
 
 TEST(ContainerSpec, AUserPathReplacesTheDefault) {
   StartOptions o = parse_start({"start", "-e", "PATH=/opt/bin", "--", "x"});
-  const auto spec = nlohmann::json::parse(container_spec_json(o, 3000));
+  const auto built = o.vm.container_spec();
+  ASSERT_TRUE(built.has_value()) << built.error().message;
+  const auto spec = nlohmann::json::parse(guest::spec_to_json(*built));
   EXPECT_EQ(spec["env"], nlohmann::json::array({"HOSTNAME=microvm", "PATH=/opt/bin"}));
+  EXPECT_EQ(spec["cwd"], "/");
   EXPECT_TRUE(spec["network"].empty());
 }
 

@@ -1,4 +1,4 @@
-// The status port (devices/status_port.h, layout in guest/init/status_port.h): events the init
+// The status port (devices/status_port.h, layout in guest/protocol/status_port.h): events the init
 // writes reach the listener with their payload; anything else is ignored; reads say whether the
 // host asked for a stop.
 #include "devices/status_port.h"
@@ -8,7 +8,7 @@
 #include <cstring>
 #include <vector>
 
-#include "guest/init/status_port.h"
+#include "guest/protocol/status_port.h"
 
 namespace microvm::devices {
 namespace {

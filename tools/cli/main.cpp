@@ -34,10 +34,10 @@ int error(const std::string& message) {
 
 // How microvm exits for a VM that ended: the workload's status in container mode, else 0 for a
 // guest that powered off or rebooted, 128 + N for signal N, 1 for a failure.
-int exit_status(const microvm::vmm::MachineExit& exit, bool container) {
+int exit_status(const microvm::vmm::MachineExit& exit, bool container, std::optional<int> workload_exit_code) {
   using microvm::vmm::StopReason;
   if (container) {
-    if (exit.workload_exit_code) return *exit.workload_exit_code;
+    if (workload_exit_code) return *workload_exit_code;
     if (exit.reason == StopReason::kSignal) {
       fmt::print(stderr, "microvm: {}\n", exit.detail);
       return kExitSignalBase + exit.signal;
@@ -60,7 +60,7 @@ int exit_status(const microvm::vmm::MachineExit& exit, bool container) {
 // kernel command line it would boot with goes to stdout (without the virtio-mmio device entries,
 // which name microvm's own devices).
 int write_initramfs(const microvm::cli::StartOptions& options) {
-  auto image = microvm::vmm::build_container_initramfs(*options.machine.container);
+  auto image = microvm::vmm::build_container_initramfs(microvm::cli::init_binary(), options.vm);
   if (!image) return error(image.error().message);
   std::ofstream file(options.write_initramfs, std::ios::binary | std::ios::trunc);
   file.write(reinterpret_cast<const char*>(image->data()), static_cast<std::streamsize>(image->size()));
@@ -69,7 +69,7 @@ int write_initramfs(const microvm::cli::StartOptions& options) {
     return error(
         fmt::format("cannot write the initramfs to {}: {}", options.write_initramfs, microvm::errno_text(errno)));
   }
-  fmt::print("{}\n", options.machine.cmdline);
+  fmt::print("{}\n", options.vm.kernel_cmdline(options.verbose));
   return 0;
 }
 
@@ -82,24 +82,7 @@ void save_final_metrics(const microvm::cli::StartOptions& options, const nlohman
   }
 }
 
-// A VM from flags alone.
-int run_plain(microvm::cli::StartOptions options, std::chrono::steady_clock::time_point process_start) {
-  if (auto resolved = microvm::cli::resolve_defaults(options); !resolved) return error(resolved.error().message);
-  if (!options.write_initramfs.empty()) return write_initramfs(options);
-  boost::asio::io_context io;
-  auto machine = microvm::vmm::Machine::create(options.machine, io);
-  if (!machine) return error(machine.error().message);
-  microvm::vmm::MachineExit exit;
-  {
-    microvm::cli::RawTerminal raw(options.machine.console_input);
-    exit = (*machine)->run();
-  }
-  spdlog::info("guest stopped: {}", exit.detail);
-  save_final_metrics(options, microvm::cli::metrics_json((*machine)->metrics(), (*machine)->config(), process_start));
-  return exit_status(exit, options.machine.container.has_value());
-}
-
-microvm::Result<microvm::api::VmConfig> read_config_file(const std::string& path) {
+microvm::Result<microvm::vmm::VmResources> read_config_file(const std::string& path) {
   std::ifstream file(path);
   if (!file) return microvm::fail("cannot read config file {}: {}", path, microvm::errno_text(errno));
   std::stringstream text;
@@ -108,18 +91,23 @@ microvm::Result<microvm::api::VmConfig> read_config_file(const std::string& path
   return TRY_CONTEXT(fmt::format("config file {}", path), microvm::api::parse_vm_config(json));
 }
 
-// A VM driven over the API socket and/or booted from a config file.
-int run_with_api(microvm::cli::StartOptions options, std::chrono::steady_clock::time_point process_start) {
-  microvm::api::VmConfig config = microvm::cli::to_vm_config(options);
-  bool start_now = options.kernel_given || !options.container.command.empty();
+// A VM from flags, a config file, and/or driven over the API socket.
+int run_vm(microvm::cli::StartOptions options, std::chrono::steady_clock::time_point process_start) {
+  if (!options.write_initramfs.empty()) {
+    auto resolved = microvm::vmm::with_defaults(options.vm, microvm::cli::host_defaults());
+    if (!resolved) return error(resolved.error().message);
+    options.vm = std::move(*resolved);
+    return write_initramfs(options);
+  }
+  bool start_now = options.vm.bootable();  // a kernel or a command on the command line
   if (!options.config_file.empty()) {
     auto from_file = read_config_file(options.config_file);
     if (!from_file) return error(from_file.error().message);
-    config = std::move(*from_file);
+    options.vm = std::move(*from_file);
     start_now = true;  // like Firecracker: a config file boots at once
   }
   boost::asio::io_context io;
-  microvm::cli::VmmController controller(io, options, config, process_start);
+  microvm::cli::VmmController controller(io, options, process_start);
   std::unique_ptr<microvm::api::Server> server;
   if (!options.api_sock.empty()) {
     auto created = microvm::api::Server::create(io, options.api_sock, controller);
@@ -139,17 +127,17 @@ int run_with_api(microvm::cli::StartOptions options, std::chrono::steady_clock::
     io.stop();
   });
   {
-    microvm::cli::RawTerminal raw(options.machine.console_input);
+    microvm::cli::RawTerminal raw(options.console_input);
     io.run();
   }
   if (controller.machine() == nullptr) {
     fmt::print(stderr, "microvm: stopped by signal {} before the VM was started\n", signal_before_start);
     return kExitSignalBase + signal_before_start;
   }
-  const microvm::vmm::MachineExit exit = controller.machine()->finish();
+  const microvm::vmm::MachineExit exit = controller.finish();
   spdlog::info("guest stopped: {}", exit.detail);
   save_final_metrics(options, controller.metrics());
-  return exit_status(exit, controller.container_mode());
+  return exit_status(exit, controller.container_mode(), controller.workload_exit_code());
 }
 
 // `microvm ctl`: one request, the answer's body on stdout (status, config, metrics), one line on failure.
@@ -216,8 +204,5 @@ int main(int argc, char** argv) {
   if (parsed->ctl) return run_ctl(*parsed->ctl);
   if (parsed->rootfs_build) return run_rootfs_build(*parsed->rootfs_build);
   if (parsed->start->verbose) spdlog::set_level(spdlog::level::debug);
-  if (!parsed->start->api_sock.empty() || !parsed->start->config_file.empty()) {
-    return run_with_api(*parsed->start, process_start);
-  }
-  return run_plain(*parsed->start, process_start);
+  return run_vm(*parsed->start, process_start);
 }

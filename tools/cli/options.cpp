@@ -1,10 +1,14 @@
 #include "tools/cli/options.h"
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <nlohmann/json.hpp>
+#include "base/error.h"
+#include "devices/virtio/net.h"
+#include "guest/protocol/ipv4.h"
 
 namespace microvm::cli {
 
@@ -45,74 +49,49 @@ std::vector<std::string_view> split(std::string_view text, char separator) {
 
 }  // namespace
 
-Result<devices::virtio::BlockOptions> parse_drive(std::string_view text) {
+Result<vmm::DriveConfig> parse_drive(std::string_view text) {
   const std::vector<std::string_view> parts = split(text, ',');
-  devices::virtio::BlockOptions drive;
-  drive.path = std::string(parts[0]);
-  if (drive.path.empty()) return fail("invalid drive '{}': expected PATH or PATH,ro", text);
+  vmm::DriveConfig drive;
+  drive.path_on_host = std::string(parts[0]);
+  if (drive.path_on_host.empty()) return fail("invalid drive '{}': expected PATH or PATH,ro", text);
   for (std::size_t i = 1; i < parts.size(); ++i) {
     if (parts[i] == "ro")
-      drive.read_only = true;
+      drive.is_read_only = true;
     else if (parts[i] == "rw")
-      drive.read_only = false;
+      drive.is_read_only = false;
     else
       return fail("invalid drive option '{}' in '{}': the only options are ro and rw", parts[i], text);
   }
   return drive;
 }
 
-Result<vmm::NetConfig> parse_net(std::string_view text) {
-  vmm::NetConfig net;
+Result<vmm::NetworkInterfaceConfig> parse_net(std::string_view text) {
+  vmm::NetworkInterfaceConfig net;
   for (std::string_view part : split(text, ',')) {
     if (part.starts_with("tap=")) {
-      net.tap = std::string(part.substr(4));
+      net.host_dev_name = std::string(part.substr(4));
     } else if (part.starts_with("mac=")) {
-      net.mac = TRY_CONTEXT(fmt::format("--net {}", text), devices::virtio::parse_mac(part.substr(4)));
+      TRY_CONTEXT(fmt::format("--net {}", text), devices::virtio::parse_mac(part.substr(4)));
+      net.guest_mac = std::string(part.substr(4));
     } else if (part.starts_with("ip=")) {
-      net.address = std::string(part.substr(3));
-      if (net.address.find('/') == std::string::npos) {
-        return fail("--net {}: ip= needs a prefix length, e.g. ip=169.254.0.2/16", text);
+      net.guest_ip = std::string(part.substr(3));
+      if (!guest::parse_ipv4_cidr(*net.guest_ip)) {
+        return fail("--net {}: ip= needs an IPv4 address and a prefix length, e.g. ip=169.254.0.2/16", text);
       }
     } else if (part.starts_with("gw=")) {
-      net.gateway = std::string(part.substr(3));
+      net.guest_gateway = std::string(part.substr(3));
+      if (!guest::parse_ipv4(*net.guest_gateway)) return fail("--net {}: gw= needs an IPv4 address", text);
     } else if (part.starts_with("dns=")) {
-      net.dns = std::string(part.substr(4));
+      net.guest_dns = std::string(part.substr(4));
+      if (!guest::parse_ipv4(*net.guest_dns)) return fail("--net {}: dns= needs an IPv4 address", text);
     } else {
       return fail(
           "invalid --net option '{}' in '{}': expected tap=NAME[,mac=MAC][,ip=ADDR/PREFIX][,gw=ADDR][,dns=ADDR]", part,
           text);
     }
   }
-  if (net.tap.empty()) return fail("--net {} names no TAP device: expected tap=NAME[,mac=MAC]", text);
+  if (net.host_dev_name.empty()) return fail("--net {} names no TAP device: expected tap=NAME[,mac=MAC]", text);
   return net;
-}
-
-std::string container_spec_json(const StartOptions& options, unsigned stop_grace_ms) {
-  const ContainerOptions& c = options.container;
-  std::vector<std::string> env;
-  const bool has_path =
-      std::any_of(c.env.begin(), c.env.end(), [](const std::string& v) { return v.starts_with("PATH="); });
-  if (!has_path) env.emplace_back(kDefaultPath);
-  env.push_back("HOSTNAME=" + c.hostname);
-  env.insert(env.end(), c.env.begin(), c.env.end());
-  nlohmann::json network = nlohmann::json::array();
-  for (std::size_t i = 0; i < options.machine.nets.size(); ++i) {
-    const vmm::NetConfig& net = options.machine.nets[i];
-    if (net.address.empty()) continue;
-    nlohmann::json interface {
-      {"interface", fmt::format("eth{}", i)}, { "address", net.address }
-    };
-    if (!net.gateway.empty()) interface["gateway"] = net.gateway;
-    interface["dns"] = net.dns.empty() ? nlohmann::json::array() : nlohmann::json::array({net.dns});
-    network.push_back(interface);
-  }
-  const nlohmann::json spec{
-      {"args", c.command},      {"env", env},
-      {"cwd", c.workdir},       {"user", c.user},
-      {"hostname", c.hostname}, {"root", {{"device", "/dev/vda"}, {"fstype", "ext4"}, {"writable_overlay", true}}},
-      {"network", network},     {"stop_grace_ms", stop_grace_ms},
-  };
-  return spec.dump();
 }
 
 Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
@@ -122,16 +101,17 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
 
   StartOptions start;
   std::string memory = "128M";
-  start.machine.cmdline = std::string(kDefaultCmdline);
-  start.machine.vcpus = kDefaultVcpus;
-  std::string initrd;
+  std::string kernel, initrd, cmdline, workdir, user, hostname;
+  unsigned cpus = vmm::kDefaultVcpus;
+  std::vector<std::string> command, env;
   CLI::App* start_cmd = app.add_subcommand("start", "Boot a kernel; the guest's serial console is stdin/stdout");
-  start_cmd->add_option("--kernel", start.machine.kernel_path,
-                        "Kernel image: ELF vmlinux or bzImage (default: the kernel tools/setup builds)");
+  start_cmd->add_option("--kernel", kernel,
+                        "Kernel image: ELF vmlinux or bzImage (default in container mode: the kernel "
+                        "tools/prepare-defaults made)");
   start_cmd->add_option("--initrd", initrd, "Initial ramdisk (cpio archive, optionally compressed)");
-  start_cmd->add_option("--cmdline", start.machine.cmdline, "Kernel command line")
-      ->default_str(std::string(kDefaultCmdline));
-  start_cmd->add_option("--cpus", start.machine.vcpus, "Number of vCPUs")->default_str("1");
+  start_cmd->add_option("--cmdline", cmdline, "Kernel command line")
+      ->default_str("console=ttyS0 reboot=k panic=1 pci=off");
+  start_cmd->add_option("--cpus", cpus, "Number of vCPUs")->default_str("1");
   start_cmd->add_option("--memory", memory, "Guest memory, e.g. 256M or 1G")->default_str("128M");
   std::string rootfs, console = "serial";
   std::vector<std::string> drives, nets;
@@ -155,7 +135,7 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
                         "wait for InstanceStart");
   start_cmd->add_option("--config-file", start.config_file,
                         "Boot from a Firecracker-style config file (boot-source, drives, machine-config, "
-                        "network-interfaces; microvm's container)");
+                        "network-interfaces; microvm's container and console)");
   start_cmd->add_option("--metrics-file", start.metrics_file,
                         "Write the VM's metrics (as GET /microvm/metrics: exits, devices, boot markers) to this "
                         "JSON file when the VM ends, and on the API's FlushMetrics");
@@ -163,15 +143,13 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
                         "Container mode: write the initramfs microvm would boot (microvm-init and the spec for "
                         "-- CMD) to this file, print the kernel command line and exit without starting a VM, e.g. to "
                         "run the same init under another VMM");
-  ContainerOptions& container = start.container;
-  start_cmd->add_option("--env,-e", container.env, "Container mode: set K=V for the workload (repeatable)")
+  start_cmd->add_option("--env,-e", env, "Container mode: set K=V for the workload (repeatable)")
       ->allow_extra_args(false);
-  start_cmd->add_option("--workdir,-w", container.workdir, "Container mode: the workload's working directory")
-      ->default_str("/");
-  start_cmd->add_option("--user,-u", container.user, "Container mode: USER[:GROUP] or UID[:GID] to run as");
-  start_cmd->add_option("--hostname", container.hostname, "Container mode: the guest's hostname")
-      ->default_str(std::string(kDefaultHostname));
-  start_cmd->add_option("command", container.command,
+  start_cmd->add_option("--workdir,-w", workdir, "Container mode: the workload's working directory")->default_str("/");
+  start_cmd->add_option("--user,-u", user, "Container mode: USER[:GROUP] or UID[:GID] to run as");
+  start_cmd->add_option("--hostname", hostname, "Container mode: the guest's hostname")
+      ->default_str(std::string(vmm::kDefaultHostname));
+  start_cmd->add_option("command", command,
                         "Container mode: -- CMD [ARGS...] runs CMD from --rootfs under microvm's init");
 
   CtlOptions ctl;
@@ -217,19 +195,36 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   if (start_cmd->get_help_ptr() != nullptr && start_cmd->get_help_ptr()->count() > 0) {
     return ParsedCommand{.help = HelpRequested{start_cmd->help()}};
   }
-  start.machine.memory_bytes = TRY(parse_memory_size(memory));
-  if (!initrd.empty()) start.machine.initrd_path = initrd;
-  start.kernel_given = start_cmd->get_option("--kernel")->count() > 0;
-  const bool default_cmdline = start_cmd->get_option("--cmdline")->count() == 0;
-  const bool container_mode = !container.command.empty();
+  const auto given = [start_cmd](const char* name) { return start_cmd->get_option(name)->count() > 0; };
+  vmm::VmResources& vm = start.vm;
+  if (cpus < vmm::kMinVcpus || cpus > vmm::kMaxVcpus) {
+    return fail("--cpus {} is out of range: microvm supports {} to {}", cpus, vmm::kMinVcpus, vmm::kMaxVcpus);
+  }
+  vm.machine_config.vcpu_count = cpus;
+  const std::uint64_t memory_bytes = TRY(parse_memory_size(memory));
+  if (memory_bytes % (1ULL << 20) != 0) return fail("--memory {} is not a whole number of MiB", memory);
+  if (memory_bytes >> 20 < vmm::kMinMemoryMib) {
+    return fail("--memory {} MiB is too small: a Linux guest needs at least {} MiB", memory_bytes >> 20,
+                vmm::kMinMemoryMib);
+  }
+  const auto host_bytes =
+      static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (memory_bytes > host_bytes) {
+    return fail("--memory {} MiB is more than this host's {} MiB of RAM", memory_bytes >> 20, host_bytes >> 20);
+  }
+  if (memory_bytes >> 20 > vmm::kMaxMemoryMib) {
+    return fail("--memory {} is more than microvm supports ({} MiB)", memory, vmm::kMaxMemoryMib);
+  }
+  vm.machine_config.mem_size_mib = memory_bytes >> 20;
+  vm.boot_source.kernel_image_path = kernel;
+  if (given("--cmdline")) vm.boot_source.boot_args = cmdline;
+  if (!initrd.empty()) vm.boot_source.initrd_path = initrd;
+  vm.console = console == "virtio" ? vmm::ConsoleKind::kVirtio : vmm::ConsoleKind::kSerial;
+  const bool container_mode = !command.empty();
   if (container_mode) {
-    if (container.command.front().empty()) return fail("the container command is empty; see 'microvm start --help'");
+    if (command.front().empty()) return fail("the container command is empty; see 'microvm start --help'");
     if (!initrd.empty()) return fail("--initrd cannot be combined with a container command (-- CMD)");
-    if (default_cmdline) {
-      start.machine.cmdline = std::string(kDefaultContainerCmdline);
-      if (start.verbose) start.machine.cmdline = "console=ttyS0 reboot=k panic=1 pci=off";
-    }
-    for (const std::string& variable : container.env) {
+    for (const std::string& variable : env) {
       if (variable.empty() || variable.front() == '=') return fail("--env '{}' is not NAME=VALUE", variable);
       if (variable.find('=') == std::string::npos) {
         return fail("--env '{}' has no value: use NAME=VALUE", variable);
@@ -238,38 +233,37 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
     if (!start.write_initramfs.empty() && (!start.api_sock.empty() || !start.config_file.empty())) {
       return fail("--write-initramfs writes a file and exits: it cannot be combined with --api-sock or --config-file");
     }
-    if (container.workdir.empty() || container.workdir.front() != '/') {
-      return fail("--workdir '{}' must be an absolute path", container.workdir);
+    if (given("--workdir") && (workdir.empty() || workdir.front() != '/')) {
+      return fail("--workdir '{}' must be an absolute path", workdir);
     }
+    vmm::ContainerSpec spec{command, env, std::nullopt, std::nullopt, std::nullopt};
+    if (given("--workdir")) spec.cwd = workdir;
+    if (given("--user")) spec.user = user;
+    if (given("--hostname")) spec.hostname = hostname;
+    vm.container = std::move(spec);
   } else if (!start.write_initramfs.empty()) {
     return fail("--write-initramfs needs a container command: microvm start --write-initramfs FILE -- CMD");
-  } else if (!start.kernel_given && start.api_sock.empty() && start.config_file.empty()) {
+  } else if (kernel.empty() && start.api_sock.empty() && start.config_file.empty()) {
     return fail(
         "--kernel is required unless a container command follows '--' (microvm start -- CMD), or the VM "
         "is configured over --api-sock or by --config-file");
   }
-  if (console == "virtio") {
-    start.machine.console = vmm::ConsoleKind::kVirtio;
-    if (default_cmdline) start.machine.cmdline = std::string(kDefaultVirtioConsoleCmdline);
-  }
   if (!rootfs.empty()) {
-    devices::virtio::BlockOptions root = TRY_CONTEXT("--rootfs", parse_drive(rootfs));
-    root.id = "rootfs";
-    // Container mode never writes the image: the init puts a tmpfs overlay on top of it.
-    if (container_mode) root.read_only = true;
-    // Like Firecracker's is_root_device: the kernel mounts the first drive as /, unless told otherwise
-    // (in container mode the init mounts it).
-    if (!container_mode && start.machine.cmdline.find("root=") == std::string::npos) {
-      start.machine.cmdline += root.read_only ? " root=/dev/vda ro" : " root=/dev/vda rw";
-    }
-    start.machine.drives.push_back(std::move(root));
+    vmm::DriveConfig root = TRY_CONTEXT("--rootfs", parse_drive(rootfs));
+    root.drive_id = std::string(vmm::kCliRootDriveId);
+    root.is_root_device = true;
+    TRY_VOID(vm.put_drive(root));
   }
   for (const std::string& text : drives) {
-    devices::virtio::BlockOptions drive = TRY_CONTEXT("--drive", parse_drive(text));
-    drive.id = fmt::format("drive{}", start.machine.drives.size());
-    start.machine.drives.push_back(std::move(drive));
+    vmm::DriveConfig drive = TRY_CONTEXT("--drive", parse_drive(text));
+    drive.drive_id = fmt::format("drive{}", vm.drives.size());
+    TRY_VOID(vm.put_drive(drive));
   }
-  for (const std::string& text : nets) start.machine.nets.push_back(TRY(parse_net(text)));
+  for (const std::string& text : nets) {
+    vmm::NetworkInterfaceConfig net = TRY(parse_net(text));
+    net.iface_id = fmt::format("eth{}", vm.network_interfaces.size());
+    vm.put_network_interface(net);
+  }
   return ParsedCommand{.start = start};
 }
 

@@ -7,48 +7,23 @@
 #include <string_view>
 #include <vector>
 
-#include "vmm/machine.h"
-#include "base/error.h"
+#include "base/result.h"
+#include "vmm/vm_resources.h"
 
 namespace microvm::cli {
 
-// The guest command line used when --cmdline is not given: serial console, reboot through the
-// i8042 (which microvm emulates), reboot 1 s after a panic, no PCI probing.
-inline constexpr std::string_view kDefaultCmdline = "console=ttyS0 reboot=k panic=1 pci=off";
-// The same with --console virtio: the guest console is the virtio console's first port.
-inline constexpr std::string_view kDefaultVirtioConsoleCmdline = "console=hvc0 reboot=k panic=1 pci=off";
-inline constexpr unsigned kDefaultVcpus = 1;
-inline constexpr std::uint64_t kDefaultMemoryBytes = 128ULL << 20;
-
-// The command line in container mode (`microvm start ... -- CMD`): the kernel stays quiet so the
-// workload's output is all the user sees (--verbose drops "quiet").
-inline constexpr std::string_view kDefaultContainerCmdline = "console=ttyS0 loglevel=1 reboot=k panic=1 pci=off";
-// The workload's PATH unless --env sets one (Docker's default for Linux containers).
-inline constexpr std::string_view kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-inline constexpr std::string_view kDefaultHostname = "microvm";
-
-// Container mode: what the workload runs with (guest/init/spec.h documents the spec it becomes).
-struct ContainerOptions {
-  std::vector<std::string> command;  // after "--"; empty: whole-system mode
-  std::vector<std::string> env;      // K=V
-  std::string workdir = "/";
-  std::string user;  // "" (root), NAME, UID, NAME:GROUP, UID:GID
-  std::string hostname = std::string(kDefaultHostname);
-};
-
+// What `microvm start` was asked for: the VM itself (the one configuration, vmm/vm_resources.h)
+// and what only this process needs (where the API listens, files it writes, its own console fds).
 struct StartOptions {
-  vmm::MachineConfig machine;
+  vmm::VmResources vm;
   bool verbose = false;
   std::string api_sock;         // --api-sock: serve the API here
-  std::string config_file;      // --config-file: Firecracker's full-config JSON
+  std::string config_file;      // --config-file: Firecracker's full-config JSON (replaces the flags' VM)
   std::string metrics_file;     // --metrics-file: the final metrics JSON goes here (and on FlushMetrics)
   std::string write_initramfs;  // --write-initramfs: container mode, write the init's initramfs and exit
-  bool kernel_given = false;    // false: use the default kernel (see default_asset)
-  ContainerOptions container;
+  int console_input = 0;        // fd the guest's console input comes from; -1 for none
+  int console_output = 1;       // fd the guest's console output goes to
 };
-
-// The container spec (/microvm/spec.json in the guest) for these options.
-[[nodiscard]] std::string container_spec_json(const StartOptions& options, unsigned stop_grace_ms);
 
 struct HelpRequested {
   std::string text;
@@ -57,11 +32,12 @@ struct HelpRequested {
 // "128M", "1G", "512MiB", "65536K", or a plain number of MiB (like QEMU's -m).
 [[nodiscard]] Result<std::uint64_t> parse_memory_size(std::string_view text);
 
-// "PATH" or "PATH,ro" (--drive, --rootfs).
-[[nodiscard]] Result<devices::virtio::BlockOptions> parse_drive(std::string_view text);
+// "PATH" or "PATH,ro" (--drive, --rootfs): path and read-only flag of a drive (id and root set by
+// the caller).
+[[nodiscard]] Result<vmm::DriveConfig> parse_drive(std::string_view text);
 // "tap=NAME[,mac=02:00:00:00:00:01][,ip=ADDR/PREFIX][,gw=ADDR][,dns=ADDR]" (--net; ip/gw/dns are for
-// container mode, where microvm's init configures the interface).
-[[nodiscard]] Result<vmm::NetConfig> parse_net(std::string_view text);
+// container mode, where microvm's init configures the interface). The iface_id is the caller's.
+[[nodiscard]] Result<vmm::NetworkInterfaceConfig> parse_net(std::string_view text);
 
 // Parses argv (without argv[0]). Returns the options for `start`, or help text, or an Error whose
 // message is the one line to print.

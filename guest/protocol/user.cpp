@@ -1,4 +1,4 @@
-#include "guest/init/user.h"
+#include "guest/protocol/user.h"
 
 #include <algorithm>
 #include <charconv>

@@ -1,4 +1,4 @@
-#include "guest/init/result.h"
+#include "guest/protocol/result.h"
 
 #include <cstdio>
 #include <cstring>

@@ -1,11 +1,11 @@
-#include "guest/init/spec.h"
+#include "guest/protocol/spec.h"
 
 #include <algorithm>
 #include <initializer_list>
 
 #include <nlohmann/json.hpp>
 
-#include "guest/init/user.h"
+#include "guest/protocol/user.h"
 
 namespace microvm::guest {
 

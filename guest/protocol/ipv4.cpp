@@ -1,4 +1,4 @@
-#include "guest/init/net.h"
+#include "guest/protocol/ipv4.h"
 
 #include <charconv>
 

@@ -15,7 +15,7 @@
 //       Optional, default "/". Absolute. Created (mode 0755, owned by root) when missing.
 //   "user": "1000:1000" | "nobody" | "nobody:nogroup" | "",
 //       Optional, default "" (root). USER[:GROUP], each a name or a number; names are resolved from
-//       the image's /etc/passwd and /etc/group (guest/init/user.h has the rules).
+//       the image's /etc/passwd and /etc/group (guest/protocol/user.h has the rules).
 //   "hostname": "microvm",
 //       Optional, default "" (the kernel's own). At most 64 bytes; set with sethostname().
 //   "root": {"device": "/dev/vda", "fstype": "ext4", "writable_overlay": true},
@@ -41,8 +41,8 @@
 #include <string_view>
 #include <vector>
 
-#include "guest/init/net.h"
-#include "guest/init/result.h"
+#include "guest/protocol/ipv4.h"
+#include "guest/protocol/result.h"
 
 namespace microvm::guest {
 

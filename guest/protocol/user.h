@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "guest/init/result.h"
+#include "guest/protocol/result.h"
 
 namespace microvm::guest {
 

@@ -1,0 +1,114 @@
+#include "vmm/vcpu.h"
+
+#include <sys/ioctl.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "vmm/kvm_abi.h"
+#include "vmm/kvm_ioctl.h"
+
+namespace microvm::vmm {
+
+using detail::check;
+using detail::counted_array;
+using detail::kMaxCpuidEntries;
+using detail::kMaxMsrEntries;
+
+Result<VcpuExit> Vcpu::run() {
+  // KVM_RUN takes no argument; its results land in the kvm_run page mapped in run_ (api.rst 4.10).
+  if (::ioctl(fd_.get(), KVM_RUN, 0) < 0) {
+    if (errno == EINTR || errno == EAGAIN) return exit::Interrupted{};
+    return fail_kvm("KVM_RUN on vCPU {} failed: {}", id_, errno_text(errno));
+  }
+  kvm_run* run = run_struct();
+  auto* page = reinterpret_cast<std::uint8_t*>(run);
+  switch (run->exit_reason) {
+    case KVM_EXIT_IO: {
+      // KVM guarantees data_offset + size * count lies inside the mapping it sized for us; check anyway.
+      const std::uint64_t bytes = std::uint64_t{run->io.size} * run->io.count;
+      if (run->io.data_offset > run_.size() || bytes > run_.size() - run->io.data_offset) {
+        return fail_kvm("KVM reported an I/O exit whose data lies outside the kvm_run page");
+      }
+      std::span<std::uint8_t> data(page + run->io.data_offset, static_cast<std::size_t>(bytes));
+      if (run->io.direction == KVM_EXIT_IO_IN) return exit::IoIn{run->io.port, data, run->io.count};
+      return exit::IoOut{run->io.port, data, run->io.count};
+    }
+    case KVM_EXIT_MMIO: {
+      const std::size_t len = std::min<std::size_t>(run->mmio.len, sizeof(run->mmio.data));
+      if (run->mmio.is_write) return exit::MmioWrite{run->mmio.phys_addr, std::span(run->mmio.data, len)};
+      return exit::MmioRead{run->mmio.phys_addr, std::span(run->mmio.data, len)};
+    }
+    case KVM_EXIT_HLT: return exit::Hlt{};
+    case KVM_EXIT_SHUTDOWN: return exit::Shutdown{};
+    case KVM_EXIT_SYSTEM_EVENT: return exit::SystemEvent{run->system_event.type};
+    case KVM_EXIT_FAIL_ENTRY:
+      return exit::FailEntry{run->fail_entry.hardware_entry_failure_reason, run->fail_entry.cpu};
+    case KVM_EXIT_INTERNAL_ERROR: return exit::InternalError{run->internal.suberror};
+    case KVM_EXIT_INTR: return exit::Interrupted{};
+    default: return exit::Unknown{run->exit_reason};
+  }
+}
+
+void Vcpu::set_immediate_exit(bool value) {
+  // A single byte in the shared page; KVM reads it on entry to KVM_RUN.
+  __atomic_store_n(&run_struct()->immediate_exit, value ? 1 : 0, __ATOMIC_SEQ_CST);
+}
+
+Result<void> Vcpu::set_cpuid(std::span<const kvm_cpuid_entry2> entries) const {
+  if (entries.size() > kMaxCpuidEntries)
+    return fail_kind(ErrorKind::kInternal, "too many CPUID entries ({})", entries.size());
+  std::vector<std::byte> buffer = counted_array<abi::Cpuid2Header>(entries);
+  // KVM reads nent entries from behind the header (kernel C layout, see kvm_abi.h).
+  return check(::ioctl(fd_.get(), abi::kSetCpuid2, buffer.data()), "KVM_SET_CPUID2");
+}
+
+Result<void> Vcpu::set_msrs(std::span<const kvm_msr_entry> entries) const {
+  if (entries.size() > kMaxMsrEntries) return fail_kind(ErrorKind::kInternal, "too many MSRs ({})", entries.size());
+  std::vector<std::byte> buffer = counted_array<abi::MsrsHeader>(entries);
+  // KVM_SET_MSRS reads nmsrs entries from behind the header and returns how many it set.
+  const int set = ::ioctl(fd_.get(), abi::kSetMsrs, buffer.data());
+  if (set < 0) return fail_kvm("KVM_SET_MSRS failed: {}", errno_text(errno));
+  if (static_cast<std::size_t>(set) != entries.size()) {
+    return fail_kvm("KVM_SET_MSRS set {} of {} MSRs (MSR {:#x} refused)", set, entries.size(),
+                    entries[static_cast<std::size_t>(set)].index);
+  }
+  return {};
+}
+
+Result<kvm_regs> Vcpu::get_regs() const {
+  kvm_regs regs{};
+  // KVM writes one struct kvm_regs into `regs` (api.rst 4.11).
+  TRY_VOID(check(::ioctl(fd_.get(), KVM_GET_REGS, &regs), "KVM_GET_REGS"));
+  return regs;
+}
+Result<void> Vcpu::set_regs(const kvm_regs& regs) const {
+  // KVM reads one struct kvm_regs from `regs` (api.rst 4.12).
+  return check(::ioctl(fd_.get(), KVM_SET_REGS, &regs), "KVM_SET_REGS");
+}
+Result<kvm_sregs> Vcpu::get_sregs() const {
+  kvm_sregs sregs{};
+  // KVM writes one struct kvm_sregs into `sregs` (api.rst 4.13).
+  TRY_VOID(check(::ioctl(fd_.get(), KVM_GET_SREGS, &sregs), "KVM_GET_SREGS"));
+  return sregs;
+}
+Result<void> Vcpu::set_sregs(const kvm_sregs& sregs) const {
+  // KVM reads one struct kvm_sregs from `sregs` (api.rst 4.14).
+  return check(::ioctl(fd_.get(), KVM_SET_SREGS, &sregs), "KVM_SET_SREGS");
+}
+Result<void> Vcpu::set_fpu(const kvm_fpu& fpu) const {
+  // KVM reads one struct kvm_fpu from `fpu` (api.rst 4.23).
+  return check(::ioctl(fd_.get(), KVM_SET_FPU, &fpu), "KVM_SET_FPU");
+}
+Result<kvm_lapic_state> Vcpu::get_lapic() const {
+  kvm_lapic_state lapic{};
+  // KVM writes one struct kvm_lapic_state (1 KiB of registers) into `lapic` (api.rst 4.57).
+  TRY_VOID(check(::ioctl(fd_.get(), KVM_GET_LAPIC, &lapic), "KVM_GET_LAPIC"));
+  return lapic;
+}
+Result<void> Vcpu::set_lapic(const kvm_lapic_state& lapic) const {
+  // KVM reads one struct kvm_lapic_state from `lapic` (api.rst 4.58).
+  return check(::ioctl(fd_.get(), KVM_SET_LAPIC, &lapic), "KVM_SET_LAPIC");
+}
+
+}  // namespace microvm::vmm

@@ -1,0 +1,144 @@
+#include "vmm/vm_resources.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "base/error.h"
+#include "guest/protocol/ipv4.h"
+
+namespace microvm::vmm {
+
+namespace {
+
+// The parts of the default kernel command line: serial console, reboot through the i8042 (which
+// microvm emulates), reboot 1 s after a panic, no PCI probing. Container mode keeps the kernel
+// quiet so the workload's output is all the user sees.
+constexpr std::string_view kSerialConsoleArg = "console=ttyS0";
+constexpr std::string_view kVirtioConsoleArg = "console=hvc0";
+constexpr std::string_view kQuietArg = "loglevel=1";
+constexpr std::string_view kPlatformArgs = "reboot=k panic=1 pci=off";
+constexpr std::string_view kRootArg = "root=";
+constexpr std::string_view kRootDevice = "/dev/vda";  // the first virtio-blk drive
+
+template <typename T, typename Key>
+void put_by_key(std::vector<T>& items, const T& item, Key key) {
+  auto same = std::ranges::find_if(items, [&](const T& existing) { return key(existing) == key(item); });
+  if (same != items.end()) {
+    *same = item;
+  } else {
+    items.push_back(item);
+  }
+}
+
+}  // namespace
+
+Result<void> VmResources::put_drive(const DriveConfig& drive) {
+  if (drive.is_root_device) {
+    for (const DriveConfig& d : drives) {
+      if (d.is_root_device && d.drive_id != drive.drive_id) {
+        return fail("drive {} is already the root device; only one drive can be", d.drive_id);
+      }
+    }
+  }
+  put_by_key(drives, drive, [](const DriveConfig& d) { return d.drive_id; });
+  return {};
+}
+
+void VmResources::put_network_interface(const NetworkInterfaceConfig& interface) {
+  put_by_key(network_interfaces, interface, [](const NetworkInterfaceConfig& n) { return n.iface_id; });
+}
+
+std::vector<DriveConfig> VmResources::drives_in_guest_order() const {
+  std::vector<DriveConfig> ordered = drives;
+  std::ranges::stable_partition(ordered, [](const DriveConfig& d) { return d.is_root_device; });
+  if (container_mode() && !ordered.empty() && ordered.front().is_root_device) ordered.front().is_read_only = true;
+  return ordered;
+}
+
+const DriveConfig* VmResources::root_drive() const {
+  const auto root = std::ranges::find_if(drives, [](const DriveConfig& d) { return d.is_root_device; });
+  return root == drives.end() ? nullptr : &*root;
+}
+
+std::string VmResources::kernel_cmdline(bool verbose) const {
+  std::string cmdline;
+  if (boot_source.boot_args) {
+    cmdline = *boot_source.boot_args;
+  } else {
+    cmdline = console == ConsoleKind::kVirtio ? kVirtioConsoleArg : kSerialConsoleArg;
+    if (container_mode() && !verbose) cmdline += fmt::format(" {}", kQuietArg);
+    cmdline += fmt::format(" {}", kPlatformArgs);
+  }
+  // Like Firecracker's is_root_device: the kernel mounts the first drive as /, unless told
+  // otherwise. In container mode the init mounts it.
+  const DriveConfig* root = root_drive();
+  if (root != nullptr && !container_mode() && cmdline.find(kRootArg) == std::string::npos) {
+    cmdline +=
+        fmt::format("{}{}{} {}", cmdline.empty() ? "" : " ", kRootArg, kRootDevice, root->is_read_only ? "ro" : "rw");
+  }
+  return cmdline;
+}
+
+Result<guest::Spec> VmResources::container_spec() const {
+  if (!container) return fail_kind(ErrorKind::kInternal, "container_spec() without a container");
+  const ContainerSpec& c = *container;
+  guest::Spec spec;
+  spec.args = c.args;
+  const std::string hostname = c.hostname.value_or(std::string(kDefaultHostname));
+  const bool has_path = std::ranges::any_of(c.env, [](const std::string& v) { return v.starts_with("PATH="); });
+  if (!has_path) spec.env.emplace_back(kDefaultPath);
+  spec.env.push_back("HOSTNAME=" + hostname);
+  spec.env.insert(spec.env.end(), c.env.begin(), c.env.end());
+  spec.cwd = c.cwd.value_or("/");
+  spec.user = c.user.value_or("");
+  spec.hostname = hostname;
+  spec.root = guest::RootSpec{std::string(kRootDevice), "ext4", true};
+  spec.stop_grace_ms = kStopGraceMs;
+  for (std::size_t i = 0; i < network_interfaces.size(); ++i) {
+    const NetworkInterfaceConfig& net = network_interfaces[i];
+    if (!net.guest_ip) continue;
+    guest::NetworkSpec entry;
+    entry.interface = fmt::format("eth{}", i);
+    entry.address = guest::parse_ipv4_cidr(*net.guest_ip);
+    if (!entry.address)
+      return fail("network interface {}: guest IP {} is not A.B.C.D/PREFIX", net.iface_id, *net.guest_ip);
+    if (net.guest_gateway) {
+      entry.gateway = guest::parse_ipv4(*net.guest_gateway);
+      if (!entry.gateway) {
+        return fail("network interface {}: gateway {} is not an IPv4 address", net.iface_id, *net.guest_gateway);
+      }
+    }
+    if (net.guest_dns) {
+      const auto dns = guest::parse_ipv4(*net.guest_dns);
+      if (!dns) return fail("network interface {}: DNS server {} is not an IPv4 address", net.iface_id, *net.guest_dns);
+      entry.dns.push_back(*dns);
+    }
+    spec.network.push_back(std::move(entry));
+  }
+  return spec;
+}
+
+Result<VmResources> with_defaults(VmResources resources, const HostDefaults& defaults) {
+  if (!resources.container_mode()) return resources;
+  if (resources.boot_source.kernel_image_path.empty()) {
+    if (!std::filesystem::exists(defaults.kernel)) {
+      return fail(
+          "no kernel given and the default kernel {} does not exist: run tools/prepare-defaults, or pass --kernel",
+          defaults.kernel);
+    }
+    resources.boot_source.kernel_image_path = defaults.kernel;
+  }
+  if (resources.root_drive() == nullptr) {
+    if (!std::filesystem::exists(defaults.rootfs)) {
+      return fail(
+          "no root drive given and the default rootfs {} does not exist: run tools/prepare-defaults, or pass "
+          "--rootfs",
+          defaults.rootfs);
+    }
+    resources.drives.insert(resources.drives.begin(),
+                            DriveConfig{std::string(kDefaultRootDriveId), defaults.rootfs, true, true});
+  }
+  return resources;
+}
+
+}  // namespace microvm::vmm
