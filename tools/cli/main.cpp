@@ -13,9 +13,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "api/client.h"
-#include "api/handler.h"
-#include "api/server.h"
+#include "api/http/client.h"
+#include "api/http/server.h"
+#include "api/json.h"
+#include "api/resources/vm_config.h"
 #include "tools/cli/controller.h"
 #include "tools/cli/options.h"
 #include "tools/cli/terminal.h"
@@ -119,6 +120,8 @@ int run_with_api(microvm::cli::StartOptions options, std::chrono::steady_clock::
     options.vm = std::move(*from_file);
     start_now = true;  // like Firecracker: a config file boots at once
   }
+  // The VMM's event loop, run by this thread: the controller is only ever called here. The API server
+  // serves its socket on a thread of its own and posts each request onto this loop.
   boost::asio::io_context io;
   microvm::cli::VmmController controller(io, options, process_start);
   std::unique_ptr<microvm::api::Server> server;
@@ -143,6 +146,7 @@ int run_with_api(microvm::cli::StartOptions options, std::chrono::steady_clock::
     microvm::cli::RawTerminal raw(options.console_input);
     io.run();
   }
+  server.reset();  // the API thread stops before the loop its requests go to is gone (and the socket with it)
   if (controller.machine() == nullptr) {
     fmt::print(stderr, "microvm: stopped by signal {} before the VM was started\n", signal_before_start);
     return kExitSignalBase + signal_before_start;
@@ -200,7 +204,7 @@ int run_rootfs_build(const microvm::cli::RootfsBuildOptions& options) {
 int main(int argc, char** argv) {
   const auto process_start = std::chrono::steady_clock::now();
   ::signal(SIGPIPE, SIG_IGN);
-  auto logger = spdlog::stderr_logger_st("microvm");
+  auto logger = spdlog::stderr_logger_mt("microvm");  // the API thread logs too
   logger->set_pattern("microvm: %l: %v");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::warn);
