@@ -49,7 +49,9 @@ struct Status {
 // Implemented by the VMM. The API has validated every field's syntax and range before a put_* call;
 // the controller decides everything that depends on state (a second InstanceStart, a drive change
 // after start, a path that cannot be opened) and returns an Error, which the client gets as
-// 400 {"fault_message": message}. An exception thrown by a call becomes 500 (it is a bug).
+// {"fault_message": message} with the status of its kind (http_status, api/status.h: 400 for the
+// client's input or timing, 500 for the host, KVM or a bug). An exception thrown by a call becomes
+// 500 (it is a bug).
 class Controller {
  public:
   virtual ~Controller() = default;

@@ -11,7 +11,7 @@ namespace microvm::api {
 
 // Routes `request` through the route table (api/routes.h) to `controller`, on the caller's thread.
 // Never throws for any request: bad input is a 4xx with a fault_message naming what is wrong, a
-// Controller error a 400 with its message, an exception from the controller a 500.
+// Controller error the status of its kind (api/status.h), an exception from the controller a 500.
 [[nodiscard]] Response handle(Controller& controller, const Request& request);
 
 }  // namespace microvm::api

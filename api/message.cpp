@@ -11,7 +11,7 @@ Response error_response(unsigned status, std::string_view message) {
 }
 
 Response error_response(const Error& error) {
-  return error_response(kStatusBadRequest, error.message);
+  return error_response(http_status(error.kind), error.message);
 }
 
 Response result_response(const Result<void>& result) {

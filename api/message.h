@@ -24,7 +24,7 @@ struct Response {
 
 // {"fault_message": message} with `status`.
 [[nodiscard]] Response error_response(unsigned status, std::string_view message);
-// The same for an Error: its message, with 400.
+// The same for an Error: its message, with the status its kind maps to (http_status, api/status.h).
 [[nodiscard]] Response error_response(const Error& error);
 // 204 for success, else error_response(error).
 [[nodiscard]] Response result_response(const Result<void>& result);

@@ -20,8 +20,9 @@ using nlohmann::json;
 
 using namespace std::chrono_literals;
 
-// Records every call; each put/action fails with `fail_with` when set. Guarded by a mutex because
-// the socket tests call it on the VMM loop's thread and inspect it on the test's.
+// Records every call; each put/action fails with `fail_with` (of kind `fail_kind_value`) when set.
+// Guarded by a mutex because the socket tests call it on the VMM loop's thread and inspect it on the
+// test's.
 class FakeController : public Controller {
  public:
   InstanceInfo instance_info() override {
@@ -90,6 +91,7 @@ class FakeController : public Controller {
   std::string state = "Not started";
   std::optional<int> exit_code;
   std::optional<std::string> fail_with;
+  ErrorKind fail_kind_value = ErrorKind::kInvalidArgument;  // the kind of fail_with's error
   json metrics_value = json{{"vcpus", json{{"exits", 12}}}};
   bool throw_on_metrics = false;
   std::chrono::milliseconds delay{0};  // how long each put/action takes (set before any thread calls)
@@ -100,7 +102,7 @@ class FakeController : public Controller {
     if (delay.count() > 0) std::this_thread::sleep_for(delay);
     std::lock_guard lock(mutex);
     calls.push_back(call);
-    if (fail_with) return fail("{}", *fail_with);
+    if (fail_with) return fail_kind(fail_kind_value, "{}", *fail_with);
     apply();
     return {};
   }

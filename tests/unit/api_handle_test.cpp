@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "api/handler.h"
@@ -386,6 +387,31 @@ TEST(ApiHandle, ControllerErrorsBecome400WithTheirMessage) {
   const Response response = call(controller, "PUT", "/actions", R"({"action_type": "InstanceStart"})");
   EXPECT_EQ(response.status, kStatusBadRequest);
   EXPECT_EQ(fault(response), "the VM is already running");
+}
+
+// Every kind of Error has its status (base/result.h's to_string says "unknown" past the last kind).
+TEST(ApiStatus, EveryErrorKindHasItsStatus) {
+  const std::vector<std::pair<ErrorKind, unsigned>> expected = {
+      {ErrorKind::kInvalidArgument, kStatusBadRequest}, {ErrorKind::kWrongState, kStatusBadRequest},
+      {ErrorKind::kHost, kStatusInternalError},         {ErrorKind::kKvm, kStatusInternalError},
+      {ErrorKind::kGuest, kStatusBadRequest},           {ErrorKind::kInternal, kStatusInternalError},
+  };
+  std::size_t kinds = 0;
+  while (to_string(static_cast<ErrorKind>(kinds)) != "unknown") ++kinds;
+  ASSERT_EQ(kinds, expected.size()) << "a new ErrorKind needs its status here and in http_status()";
+  for (const auto& [kind, status] : expected) EXPECT_EQ(http_status(kind), status) << to_string(kind);
+}
+
+TEST(ApiHandle, ControllerErrorsGetTheStatusOfTheirKind) {
+  for (const ErrorKind kind : {ErrorKind::kInvalidArgument, ErrorKind::kWrongState, ErrorKind::kHost, ErrorKind::kKvm,
+                               ErrorKind::kGuest, ErrorKind::kInternal}) {
+    FakeController controller;
+    controller.fail_with = "it failed";
+    controller.fail_kind_value = kind;
+    const Response response = call(controller, "PATCH", "/vm", R"({"state": "Paused"})");
+    EXPECT_EQ(response.status, http_status(kind)) << to_string(kind);
+    EXPECT_EQ(fault(response), "it failed");
+  }
 }
 
 TEST(ApiHandle, ControllerExceptionsBecome500) {
