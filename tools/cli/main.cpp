@@ -33,6 +33,33 @@ int error(const std::string& message) {
   return kExitFailure;
 }
 
+enum class Stage {
+  kCommandLine,  // parsing the command line
+  kRun,          // everything after it
+};
+
+// The exit status for an Error microvm stops on, decided here for every kind. A command line that
+// does not parse is a usage error whatever its kind; past that every kind is microvm's own failure
+// (the message says whose fault it was). A VM that ran and ended is exit_status()'s.
+constexpr int exit_code(microvm::ErrorKind kind, Stage stage) {
+  if (stage == Stage::kCommandLine) return kExitUsage;
+  switch (kind) {
+    case microvm::ErrorKind::kInvalidArgument:
+    case microvm::ErrorKind::kWrongState:
+    case microvm::ErrorKind::kHost:
+    case microvm::ErrorKind::kKvm:
+    case microvm::ErrorKind::kGuest:
+    case microvm::ErrorKind::kInternal: return kExitFailure;
+  }
+  return kExitFailure;
+}
+
+// Prints `failure` as microvm's one line on stderr; its exit status.
+int error(const microvm::Error& failure, Stage stage = Stage::kRun) {
+  fmt::print(stderr, "microvm: error: {}\n", failure.message);
+  return exit_code(failure.kind, stage);
+}
+
 // How microvm exits for a VM that ended: the workload's status in container mode, else 0 for a
 // guest that powered off or rebooted, 128 + N for signal N, 1 for a failure.
 int exit_status(const microvm::vmm::MachineExit& exit, bool container) {
@@ -62,7 +89,7 @@ int exit_status(const microvm::vmm::MachineExit& exit, bool container) {
 // which name microvm's own devices).
 int write_initramfs(const microvm::cli::StartOptions& options) {
   auto image = microvm::vmm::build_container_initramfs(microvm::cli::init_binary(), options.vm);
-  if (!image) return error(image.error().message);
+  if (!image) return error(image.error());
   std::ofstream file(options.write_initramfs, std::ios::binary | std::ios::trunc);
   file.write(reinterpret_cast<const char*>(image->data()), static_cast<std::streamsize>(image->size()));
   file.close();
@@ -86,12 +113,12 @@ void save_final_metrics(const microvm::cli::StartOptions& options, const nlohman
 // A VM from flags alone.
 int run_plain(microvm::cli::StartOptions options, std::chrono::steady_clock::time_point process_start) {
   auto resolved = microvm::vmm::with_defaults(options.vm, microvm::cli::host_defaults());
-  if (!resolved) return error(resolved.error().message);
+  if (!resolved) return error(resolved.error());
   options.vm = std::move(*resolved);
   if (!options.write_initramfs.empty()) return write_initramfs(options);
   boost::asio::io_context io;
   auto machine = microvm::vmm::Machine::create(options.vm, microvm::cli::machine_environment(options), io);
-  if (!machine) return error(machine.error().message);
+  if (!machine) return error(machine.error());
   microvm::vmm::MachineExit exit;
   {
     microvm::cli::RawTerminal raw(options.console_input);
@@ -116,7 +143,7 @@ int run_with_api(microvm::cli::StartOptions options, std::chrono::steady_clock::
   bool start_now = options.vm.bootable();  // a kernel or a command on the command line
   if (!options.config_file.empty()) {
     auto from_file = read_config_file(options.config_file);
-    if (!from_file) return error(from_file.error().message);
+    if (!from_file) return error(from_file.error());
     options.vm = std::move(*from_file);
     start_now = true;  // like Firecracker: a config file boots at once
   }
@@ -127,12 +154,12 @@ int run_with_api(microvm::cli::StartOptions options, std::chrono::steady_clock::
   std::unique_ptr<microvm::api::Server> server;
   if (!options.api_sock.empty()) {
     auto created = microvm::api::Server::create(io, options.api_sock, controller);
-    if (!created) return error(fmt::format("API socket {}: {}", options.api_sock, created.error().message));
+    if (!created) return error(created.error().context(fmt::format("API socket {}", options.api_sock)));
     server = std::move(*created);
     spdlog::debug("API on {}", options.api_sock);
   }
   if (start_now) {
-    if (auto started = controller.start(); !started) return error(started.error().message);
+    if (auto started = controller.start(); !started) return error(started.error());
   }
   // Until the VM starts, a stop signal ends microvm; afterwards the machine handles them.
   int signal_before_start = 0;
@@ -171,7 +198,7 @@ int run_ctl(const microvm::cli::CtlOptions& ctl) {
   if (ctl.action == "config") call = {"GET", "/vm/config", ""};
   if (ctl.action == "metrics") call = {"GET", "/microvm/metrics", ""};
   auto response = microvm::api::request(ctl.sock, call.method, call.target, call.body);
-  if (!response) return error(response.error().message);
+  if (!response) return error(response.error());
   if (response->status >= 300) {
     std::string message = response->body;
     if (auto json = microvm::api::parse_json(response->body); json && json->contains("fault_message")) {
@@ -210,10 +237,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);
 
   auto parsed = microvm::cli::parse_command_line(std::vector<std::string>(argv + 1, argv + argc));
-  if (!parsed) {
-    fmt::print(stderr, "microvm: error: {}\n", parsed.error().message);
-    return kExitUsage;
-  }
+  if (!parsed) return error(parsed.error(), Stage::kCommandLine);
   if (parsed->help) {
     fmt::print("{}", parsed->help->text);
     return 0;
