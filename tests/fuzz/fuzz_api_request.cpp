@@ -1,4 +1,4 @@
-// Fuzzes the API server's request handling (api/handler.h, api/server.h) with hostile clients. The
+// Fuzzes the API server's request handling (api/handler.h, api/http/serve_bytes.h) with hostile clients. The
 // first byte picks what the rest of the input is (each form is plain text, so seeds are readable):
 //   '0' (mod 3): raw bytes on one connection, through the server's HTTP parser (serve_bytes), with
 //                small limits so the 413/431 paths are reached;
@@ -17,8 +17,10 @@
 #include <string_view>
 
 #include "api/handler.h"
+#include "api/http/serve_bytes.h"
+#include "api/json.h"
+#include "api/resources/vm_config.h"
 #include "guest/protocol/ipv4.h"
-#include "api/server.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace {

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "api/handler.h"
+#include "api/resources/vm_config.h"
 
 #include "tests/unit/test_support.h"
 

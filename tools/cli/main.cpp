@@ -13,9 +13,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "api/client.h"
-#include "api/handler.h"
-#include "api/server.h"
+#include "api/http/client.h"
+#include "api/http/server.h"
+#include "api/json.h"
+#include "api/resources/vm_config.h"
 #include "tools/cli/controller.h"
 #include "tools/cli/options.h"
 #include "tools/cli/terminal.h"
@@ -30,6 +31,33 @@ constexpr int kExitContainerFailure = 125;  // like `docker run`: the runtime fa
 int error(const std::string& message) {
   fmt::print(stderr, "microvm: error: {}\n", message);
   return kExitFailure;
+}
+
+enum class Stage {
+  kCommandLine,  // parsing the command line
+  kRun,          // everything after it
+};
+
+// The exit status for an Error microvm stops on, decided here for every kind. A command line that
+// does not parse is a usage error whatever its kind; past that every kind is microvm's own failure
+// (the message says whose fault it was). A VM that ran and ended is exit_status()'s.
+constexpr int exit_code(microvm::ErrorKind kind, Stage stage) {
+  if (stage == Stage::kCommandLine) return kExitUsage;
+  switch (kind) {
+    case microvm::ErrorKind::kInvalidArgument:
+    case microvm::ErrorKind::kWrongState:
+    case microvm::ErrorKind::kHost:
+    case microvm::ErrorKind::kKvm:
+    case microvm::ErrorKind::kGuest:
+    case microvm::ErrorKind::kInternal: return kExitFailure;
+  }
+  return kExitFailure;
+}
+
+// Prints `failure` as microvm's one line on stderr; its exit status.
+int error(const microvm::Error& failure, Stage stage = Stage::kRun) {
+  fmt::print(stderr, "microvm: error: {}\n", failure.message);
+  return exit_code(failure.kind, stage);
 }
 
 // How microvm exits for a VM that ended: the workload's status in container mode, else 0 for a
@@ -61,7 +89,7 @@ int exit_status(const microvm::vmm::MachineExit& exit, bool container, std::opti
 // which name microvm's own devices).
 int write_initramfs(const microvm::cli::StartOptions& options) {
   auto image = microvm::vmm::build_container_initramfs(microvm::cli::init_binary(), options.vm);
-  if (!image) return error(image.error().message);
+  if (!image) return error(image.error());
   std::ofstream file(options.write_initramfs, std::ios::binary | std::ios::trunc);
   file.write(reinterpret_cast<const char*>(image->data()), static_cast<std::streamsize>(image->size()));
   file.close();
@@ -95,28 +123,30 @@ microvm::Result<microvm::vmm::VmResources> read_config_file(const std::string& p
 int run_vm(microvm::cli::StartOptions options, std::chrono::steady_clock::time_point process_start) {
   if (!options.write_initramfs.empty()) {
     auto resolved = microvm::vmm::with_defaults(options.vm, microvm::cli::host_defaults());
-    if (!resolved) return error(resolved.error().message);
+    if (!resolved) return error(resolved.error());
     options.vm = std::move(*resolved);
     return write_initramfs(options);
   }
   bool start_now = options.vm.bootable();  // a kernel or a command on the command line
   if (!options.config_file.empty()) {
     auto from_file = read_config_file(options.config_file);
-    if (!from_file) return error(from_file.error().message);
+    if (!from_file) return error(from_file.error());
     options.vm = std::move(*from_file);
     start_now = true;  // like Firecracker: a config file boots at once
   }
+  // The VMM's event loop, run by this thread: the controller is only ever called here. The API server
+  // serves its socket on a thread of its own and posts each request onto this loop.
   boost::asio::io_context io;
   microvm::cli::VmmController controller(io, options, process_start);
   std::unique_ptr<microvm::api::Server> server;
   if (!options.api_sock.empty()) {
     auto created = microvm::api::Server::create(io, options.api_sock, controller);
-    if (!created) return error(fmt::format("API socket {}: {}", options.api_sock, created.error().message));
+    if (!created) return error(created.error().context(fmt::format("API socket {}", options.api_sock)));
     server = std::move(*created);
     spdlog::debug("API on {}", options.api_sock);
   }
   if (start_now) {
-    if (auto started = controller.start(); !started) return error(started.error().message);
+    if (auto started = controller.start(); !started) return error(started.error());
   }
   // Until the VM starts, a stop signal ends microvm; afterwards the machine handles them.
   int signal_before_start = 0;
@@ -130,6 +160,7 @@ int run_vm(microvm::cli::StartOptions options, std::chrono::steady_clock::time_p
     microvm::cli::RawTerminal raw(options.console_input);
     io.run();
   }
+  server.reset();  // the API thread stops before the loop its requests go to is gone (and the socket with it)
   if (controller.machine() == nullptr) {
     fmt::print(stderr, "microvm: stopped by signal {} before the VM was started\n", signal_before_start);
     return kExitSignalBase + signal_before_start;
@@ -154,7 +185,7 @@ int run_ctl(const microvm::cli::CtlOptions& ctl) {
   if (ctl.action == "config") call = {"GET", "/vm/config", ""};
   if (ctl.action == "metrics") call = {"GET", "/microvm/metrics", ""};
   auto response = microvm::api::request(ctl.sock, call.method, call.target, call.body);
-  if (!response) return error(response.error().message);
+  if (!response) return error(response.error());
   if (response->status >= 300) {
     std::string message = response->body;
     if (auto json = microvm::api::parse_json(response->body); json && json->contains("fault_message")) {
@@ -187,16 +218,13 @@ int run_rootfs_build(const microvm::cli::RootfsBuildOptions& options) {
 int main(int argc, char** argv) {
   const auto process_start = std::chrono::steady_clock::now();
   ::signal(SIGPIPE, SIG_IGN);
-  auto logger = spdlog::stderr_logger_st("microvm");
+  auto logger = spdlog::stderr_logger_mt("microvm");  // the API thread logs too
   logger->set_pattern("microvm: %l: %v");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::warn);
 
   auto parsed = microvm::cli::parse_command_line(std::vector<std::string>(argv + 1, argv + argc));
-  if (!parsed) {
-    fmt::print(stderr, "microvm: error: {}\n", parsed.error().message);
-    return kExitUsage;
-  }
+  if (!parsed) return error(parsed.error(), Stage::kCommandLine);
   if (parsed->help) {
     fmt::print("{}", parsed->help->text);
     return 0;

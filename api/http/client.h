@@ -1,12 +1,12 @@
-// A synchronous client for the API socket (the CLI's side of api/server.h).
+// A synchronous client for the API socket (the CLI's side of api/http/server.h).
 #pragma once
 
 #include <chrono>
 #include <string>
 #include <string_view>
 
-#include "api/handler.h"
-#include "base/error.h"
+#include "api/message.h"
+#include "base/result.h"
 
 namespace microvm::api {
 
