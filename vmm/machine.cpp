@@ -227,7 +227,7 @@ Result<void> Machine::build(const boot::LinuxBootInfo& boot_info, HostResources 
   }
   if (config_.console == ConsoleKind::kVirtio) {
     auto console = std::make_unique<devices::virtio::ConsoleDevice>(
-        [this](std::span<const std::uint8_t> bytes) { write_console(bytes); });
+        io_.get_executor(), [this](std::span<const std::uint8_t> bytes) { write_console(bytes); });
     virtio_console_ = console.get();
     TRY_VOID(add_virtio(std::move(console), "virtio-console"));
   }
