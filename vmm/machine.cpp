@@ -117,7 +117,7 @@ Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config, bo
   }
   HostResources resources;
   for (const devices::virtio::BlockOptions& drive : config.drives) {
-    resources.drives.push_back(TRY(devices::virtio::BlockDevice::open(drive)));
+    resources.drives.push_back(TRY(devices::virtio::BlockDevice::open(drive, io.get_executor())));
   }
   for (const NetConfig& net : config.nets) {
     resources.taps.push_back(
