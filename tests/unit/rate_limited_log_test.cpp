@@ -3,16 +3,14 @@
 #include "base/rate_limited_log.h"
 
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
 
 #include <chrono>
-#include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "base/rate_limiter.h"
+#include "tests/unit/captured_log.h"
 
 namespace microvm {
 namespace {
@@ -114,31 +112,7 @@ TEST(RateLimiterTest, ConcurrentCallersShareTheBudget) {
   EXPECT_EQ(passed.load(), 7);
 }
 
-// Captures what spdlog's default logger writes while it lives.
-class CapturedLog {
- public:
-  CapturedLog() : previous_(spdlog::default_logger()) {
-    auto logger =
-        std::make_shared<spdlog::logger>("captured", std::make_shared<spdlog::sinks::ostream_sink_mt>(stream_));
-    logger->set_pattern("%l %v");
-    logger->set_level(spdlog::level::trace);
-    spdlog::set_default_logger(logger);
-  }
-  ~CapturedLog() { spdlog::set_default_logger(previous_); }
-  CapturedLog(const CapturedLog&) = delete;
-  CapturedLog& operator=(const CapturedLog&) = delete;
-
-  [[nodiscard]] std::vector<std::string> lines() const {
-    std::vector<std::string> out;
-    std::istringstream in(stream_.str());
-    for (std::string line; std::getline(in, line);) out.push_back(line);
-    return out;
-  }
-
- private:
-  std::ostringstream stream_;
-  std::shared_ptr<spdlog::logger> previous_;
-};
+using test::CapturedLog;
 
 TEST(RateLimitedLogTest, LogsTheBurstThenReportsWhatItSuppressed) {
   CapturedLog captured;
