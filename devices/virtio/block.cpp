@@ -160,6 +160,10 @@ BlockDevice::~BlockDevice() {
     stopping_ = true;
     ++epoch_;  // a request on the worker is abandoned as soon as its current read or write returns
     pending_.clear();
+    // The transport (the Interrupt) may already be gone: nothing may reach it from here on.
+    memory_ = nullptr;
+    queue_ = nullptr;
+    interrupt_ = nullptr;
   }
   work_cv_.notify_all();
   if (worker_.joinable()) worker_.join();
