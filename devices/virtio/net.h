@@ -4,6 +4,10 @@
 // VERSION_1 the header always has num_buffers), which the device passes through untouched on TX and
 // completes (num_buffers) on RX. The guest's offload choices reach the backend through set_offloads.
 //
+// Work is budgeted (deferred_work.h): a notification, a backend-readiness callback or a deferred run
+// moves at most kNotifyBudget transmit chains, or receive chains and dropped frames, then yields; the
+// rest follows in a DeferredWork on `executor`.
+//
 // Threads (on top of the VirtioDevice contract): all backend I/O runs on `executor` (the VMM's event
 // loop, one thread). activate/reset/notify only change state under the device mutex and post work to
 // the executor; reset never waits for the loop. Every handler re-checks the state under the mutex, and
