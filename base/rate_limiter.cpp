@@ -24,7 +24,8 @@ std::optional<std::uint64_t> RateLimiter::admit() {
       refilled_ = now;
     } else {
       tokens_ += static_cast<unsigned>(earned);
-      refilled_ += interval_ * static_cast<std::int64_t>(earned);  // the part of an interval already waited counts
+      // The part of an interval already waited counts towards the next token.
+      refilled_ += interval_ * static_cast<std::int64_t>(earned);
     }
   }
   if (tokens_ == 0) {

@@ -51,6 +51,27 @@ inline constexpr GuestAddress kVirtioMmioBase{kMmioHoleStart.value};
 inline constexpr std::uint64_t kVirtioMmioStride = 0x1000;
 inline constexpr std::array<std::uint32_t, 8> kVirtioIrqs{5, 6, 7, 10, 11, 14, 15, 3};
 
+// The boot structures fit their slots without overlapping one another (zero-page.rst, boot.rst).
+static_assert(kGdt.value + 8 * 8 <= kIdt.value, "the GDT has 8 entries' room before the IDT");
+static_assert(kBootParams.value + 4096 <= kBootStack.value, "the zero page ends below the boot stack");
+static_assert(kBootStack.value < kPml4.value, "the boot stack grows down from below the page tables");
+static_assert(kPdpt.value == kPml4.value + 4096 && kPageDirectories.value == kPdpt.value + 4096);
+static_assert(kPageDirectories.value + 4 * 4096 <= kCmdline.value, "4 page directories before the command line");
+static_assert(4 * 512 * (2ULL << 20) == kIdentityMappedBytes, "4 PDs of 512 2-MiB pages map the first 4 GiB");
+static_assert(kCmdline.value + kCmdlineReserved <= kEbda.value, "the command line ends below the EBDA");
+static_assert(kEbda.value <= kAcpiTables.value && kAcpiTables.value + kAcpiReserved == kHighMemory.value);
+
+// The APICs, KVM's real-mode pages and the virtio-mmio windows lie in the MMIO hole, apart.
+constexpr bool in_mmio_hole(GuestAddress address, std::uint64_t size = 1) {
+  return address.value >= kMmioHoleStart.value && address.value + size <= kMmioHoleEnd.value;
+}
+static_assert(in_mmio_hole(kIoApic) && in_mmio_hole(kLocalApic));
+static_assert(in_mmio_hole(kKvmIdentityMap, 0x1000) && in_mmio_hole(kKvmTss, 0x3000));
+static_assert(kKvmIdentityMap.value + 0x1000 <= kKvmTss.value, "identity map page, then the 3 TSS pages");
+static_assert(in_mmio_hole(kVirtioMmioBase, kVirtioMmioStride* kVirtioIrqs.size()) &&
+                  kVirtioMmioBase.value + kVirtioMmioStride * kVirtioIrqs.size() <= kIoApic.value,
+              "the virtio-mmio windows end below the I/O APIC");
+
 // RAM ranges for a guest of `bytes` of memory: below the MMIO hole, then above 4 GiB.
 inline std::vector<MemoryRange> ram_ranges(std::uint64_t bytes) {
   const std::uint64_t low = std::min(bytes, kMmioHoleStart.value);

@@ -39,4 +39,13 @@ class AcpiPm final : public BusDevice {
   std::uint16_t control_ = 0;  // PM1_CNT without SCI_EN and SLP_EN
 };
 
+// The register block as the FADT describes it (PM1_EVT_LEN, PM1_CNT_LEN) and PM1_CNT's fields at the
+// positions of ACPI 6.4 table 4.16 (SLP_TYPx bits 10-12, SLP_EN bit 13). That kSleepTypeS5 is the
+// DSDT's \_S5 and the blocks sit at the FADT's ports is checked where both meet (vmm/machine.cpp).
+static_assert(AcpiPm::kControlBlockOffset == AcpiPm::kEventBlockOffset + AcpiPm::kEventBlockLength);
+static_assert(AcpiPm::kSize == AcpiPm::kControlBlockOffset + AcpiPm::kControlBlockLength);
+static_assert(AcpiPm::kSleepTypeShift == 10 && AcpiPm::kSleepTypeMask == 0x1c00 && AcpiPm::kSleepEnable == 0x2000);
+static_assert(((AcpiPm::kSleepTypeS5 << AcpiPm::kSleepTypeShift) & ~AcpiPm::kSleepTypeMask) == 0);
+static_assert((AcpiPm::kSciEnable & (AcpiPm::kSleepTypeMask | AcpiPm::kSleepEnable)) == 0);
+
 }  // namespace microvm::devices

@@ -61,7 +61,11 @@ VirtioMmioDevice::VirtioMmioDevice(std::unique_ptr<devices::virtio::VirtioDevice
       irq_(irq),
       transport_(*device_, memory, *line_) {}
 
-VirtioMmioDevice::~VirtioMmioDevice() = default;
+// The transport (the device's Interrupt) goes before the device: reset the device first, so that no
+// thread of its own (virtio-blk's I/O worker) signals into a destroyed transport.
+VirtioMmioDevice::~VirtioMmioDevice() {
+  device_->reset();
+}
 
 void VirtioMmioDevice::wait_for_notification(Notifier& notifier) {
   notifier.descriptor.async_wait(boost::asio::posix::stream_descriptor::wait_read,

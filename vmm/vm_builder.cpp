@@ -92,7 +92,7 @@ Result<std::unique_ptr<Machine>> VmBuilder::build(const VmResources& resources, 
   HostResources host;
   for (const DriveConfig& drive : drives) {
     host.drives.push_back(
-        TRY(devices::virtio::BlockDevice::open({drive.path_on_host, drive.is_read_only, drive.drive_id})));
+        TRY(devices::virtio::BlockDevice::open({drive.path_on_host, drive.is_read_only, drive.drive_id}, io.get_executor())));
   }
   for (const NetworkInterfaceConfig& net : resources.network_interfaces) {
     host.taps.push_back(TRY_CONTEXT(fmt::format("network interface {}", net.host_dev_name),
@@ -171,7 +171,7 @@ Result<void> VmBuilder::wire(Machine& m, const boot::LinuxBootInfo& boot_info, H
   }
   if (m.resources_.console == ConsoleKind::kVirtio) {
     auto console = std::make_unique<devices::virtio::ConsoleDevice>(
-        [&m](std::span<const std::uint8_t> bytes) { m.console_.write(bytes); });
+        m.io_.get_executor(), [&m](std::span<const std::uint8_t> bytes) { m.console_.write(bytes); });
     m.virtio_console_ = console.get();
     TRY_VOID(add_virtio(m, std::move(console), "virtio-console"));
   }

@@ -36,6 +36,15 @@ inline constexpr std::uint16_t kGdtEntries = 5;          // null, unused, CS, DS
 }
 [[nodiscard]] Segment decode_segment(std::uint64_t entry, std::uint16_t selector);
 
+// boot.rst's selectors, each inside the table.
+static_assert(kBootCsSelector == 0x10 && kBootDsSelector == 0x18, "boot.rst: __BOOT_CS 0x10, __BOOT_DS 0x18");
+static_assert(kBootTssSelector % 8 == 0 && kBootTssSelector / 8 < kGdtEntries);
+// Intel SDM vol. 3, figure 3-8: base 31:24 in bits 63:56, flags 55:52, limit 19:16 in 51:48, access
+// byte in 47:40, base 23:0 in 39:16, limit 15:0 in 15:0.
+static_assert(gdt_entry(0xa09b, 0, 0xfffff) == 0x00af9b000000ffffULL, "64-bit code, flat");
+static_assert(gdt_entry(0xc093, 0, 0xfffff) == 0x00cf93000000ffffULL, "32-bit data, flat");
+static_assert(gdt_entry(0x0089, 0x12345678, 0x67) == 0x1200893456780067ULL, "a TSS: every base and limit bit");
+
 struct BootSegments {
   Segment code, data, tss;
   GuestAddress gdt_base;

@@ -16,8 +16,11 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <system_error>
 #include <utility>
 #include <vector>
+
+#include "devices/virtio/config_space.h"
 
 namespace microvm::devices::virtio {
 
@@ -37,36 +40,6 @@ constexpr std::size_t kStatusBytes = 1;                          // §5.2.6: u8 
 // Linux transfers at most this much per read/write call (MAX_RW_COUNT); larger requests loop.
 constexpr std::size_t kMaxIoChunk = 0x7ffff000;
 
-// A contiguous part of one segment.
-struct Piece {
-  GuestAddress addr;
-  std::uint32_t len = 0;
-};
-
-// Bytes [from, from + len) of the chain's device-readable (or device-writable) buffers, as pieces in
-// order. The caller keeps from + len within the readable (writable) length.
-std::vector<Piece> pieces_of(const DescriptorChain& chain, bool writable, std::uint64_t from, std::uint64_t len) {
-  std::vector<Piece> pieces;
-  std::uint64_t position = 0;  // offset of `segment` within this direction's bytes
-  for (const Segment& segment : chain.segments) {
-    if (segment.device_writable != writable) continue;
-    const std::uint64_t begin = std::max(from, position);
-    const std::uint64_t end = std::min(from + len, position + segment.len);
-    if (begin < end) {
-      pieces.push_back(
-          Piece{GuestAddress(segment.addr.value + (begin - position)), static_cast<std::uint32_t>(end - begin)});
-    }
-    position += segment.len;
-  }
-  return pieces;
-}
-
-std::uint64_t total_len(const std::vector<Piece>& pieces) {
-  std::uint64_t total = 0;
-  for (const Piece& piece : pieces) total += piece.len;
-  return total;
-}
-
 // pread/pwrite of all of `bytes` at `offset`, across short transfers and EINTR. `done` counts the
 // bytes transferred, also when it fails part-way.
 template <bool kRead>
@@ -79,11 +52,12 @@ Result<void> transfer(int fd, std::span<std::byte> bytes, std::uint64_t offset, 
         kRead ? ::pread(fd, bytes.data() + at, chunk, position) : ::pwrite(fd, bytes.data() + at, chunk, position);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return fail("{} {} bytes at offset {}: {}", kRead ? "reading" : "writing", chunk, offset + at, errno_text(errno));
+      return fail_host("{} {} bytes at offset {}: {}", kRead ? "reading" : "writing", chunk, offset + at,
+                       errno_text(errno));
     }
     if (n == 0) {
-      return fail("{} {} bytes at offset {}: {}", kRead ? "reading" : "writing", chunk, offset + at,
-                  kRead ? "unexpected end of file (was the image truncated?)" : "no progress (is the disk full?)");
+      return fail_host("{} {} bytes at offset {}: {}", kRead ? "reading" : "writing", chunk, offset + at,
+                       kRead ? "unexpected end of file (was the image truncated?)" : "no progress (is the disk full?)");
     }
     at += static_cast<std::size_t>(n);
     done += static_cast<std::uint64_t>(n);
@@ -111,15 +85,8 @@ std::array<std::uint8_t, BlockDevice::kIdBytes> pad_id(std::string_view id) {
 
 }  // namespace
 
-// One request (§5.2.6): the header, then the data in whichever direction the type wants.
-struct BlockDevice::Request {
-  std::uint32_t type = 0;
-  std::uint64_t sector = 0;
-  std::vector<Piece> out_data;  // device-readable bytes after the header (the data of an OUT)
-  std::vector<Piece> in_data;   // device-writable bytes before the status byte (the data of an IN, GET_ID)
-};
-
-Result<std::unique_ptr<BlockDevice>> BlockDevice::open(const BlockOptions& options) {
+Result<std::unique_ptr<BlockDevice>> BlockDevice::open(const BlockOptions& options,
+                                                       boost::asio::any_io_executor executor, IoHook before_io) {
   const std::string& path = options.path;
   if (path.empty()) return fail("drive path is empty: give the image file to attach");
   if (options.id.size() > kIdBytes) {
@@ -162,19 +129,53 @@ Result<std::unique_ptr<BlockDevice>> BlockDevice::open(const BlockOptions& optio
   }
   std::string id = options.id;
   if (id.empty()) id = std::filesystem::path(path).filename().string().substr(0, kIdBytes);
-  return std::unique_ptr<BlockDevice>(
-      new BlockDevice(std::move(fd), path, options.read_only, size / kSectorSize, std::move(id)));
+  std::unique_ptr<BlockDevice> device(new BlockDevice(std::move(fd), path, options.read_only, size / kSectorSize,
+                                                      std::move(id), std::move(executor), std::move(before_io)));
+  try {
+    device->worker_ = std::thread([raw = device.get()] { raw->run_worker(); });
+  } catch (const std::system_error& error) {
+    return fail_host("drive {}: cannot start its I/O thread: {}", path, error.what());
+  }
+  return device;
 }
 
-BlockDevice::BlockDevice(UniqueFd fd, std::string path, bool read_only, std::uint64_t capacity_sectors, std::string id)
+BlockDevice::BlockDevice(UniqueFd fd, std::string path, bool read_only, std::uint64_t capacity_sectors, std::string id,
+                         boost::asio::any_io_executor executor, IoHook before_io)
     : fd_(std::move(fd)),
       path_(std::move(path)),
       read_only_(read_only),
       capacity_sectors_(capacity_sectors),
-      id_(pad_id(id)) {}
+      id_(pad_id(id)),
+      before_io_(std::move(before_io)),
+      bounce_(std::make_unique_for_overwrite<std::byte[]>(kBounceBytes)),  // untouched until used
+      more_(std::move(executor), [this] {
+        std::lock_guard lock(mutex_);
+        pump_locked();
+      }) {}
+
+BlockDevice::~BlockDevice() {
+  more_.cancel();
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    ++epoch_;  // a request on the worker is abandoned as soon as its current read or write returns
+    pending_.clear();
+    // The transport (the Interrupt) may already be gone: nothing may reach it from here on.
+    memory_ = nullptr;
+    queue_ = nullptr;
+    interrupt_ = nullptr;
+  }
+  work_cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
 
 BlockStats BlockDevice::stats() const {
   return BlockStats{requests_.load(), read_bytes_.load(), written_bytes_.load(), flushes_.load(), errors_.load()};
+}
+
+void BlockDevice::drain() {
+  std::unique_lock lock(mutex_);
+  idle_cv_.wait(lock, [this] { return pending_.empty() && !busy_; });
 }
 
 std::uint32_t BlockDevice::device_id() const {
@@ -194,11 +195,7 @@ void BlockDevice::read_config(std::uint64_t offset, std::span<std::uint8_t> data
   config.capacity = capacity_sectors_;
   config.seg_max = kSegMax;
   config.blk_size = static_cast<std::uint32_t>(kSectorSize);
-  std::array<std::uint8_t, sizeof(config)> bytes{};
-  std::memcpy(bytes.data(), &config, sizeof(config));
-  for (std::size_t i = 0; i < data.size(); ++i) {
-    data[i] = offset < bytes.size() && i < bytes.size() - offset ? bytes[offset + i] : 0;
-  }
+  read_config_window(config, offset, data);
 }
 
 void BlockDevice::write_config(std::uint64_t, std::span<const std::uint8_t>) {
@@ -213,11 +210,20 @@ Result<void> BlockDevice::activate(const GuestMemory& memory, std::span<Queue> q
   queue_ = &queues[0];
   interrupt_ = &interrupt;
   failed_ = false;
+  ++epoch_;
+  pending_.clear();
+  in_flight_ = 0;
+  stalled_ = false;
   return {};
 }
 
 void BlockDevice::reset() {
   std::lock_guard lock(mutex_);
+  // Requests taken so far belong to the old queue: the worker drops them, also one it is serving.
+  ++epoch_;
+  pending_.clear();
+  in_flight_ = 0;
+  stalled_ = false;
   memory_ = nullptr;
   queue_ = nullptr;
   interrupt_ = nullptr;
@@ -226,138 +232,273 @@ void BlockDevice::reset() {
 
 void BlockDevice::notify(std::uint16_t queue) {
   std::lock_guard lock(mutex_);
-  if (queue != 0 || queue_ == nullptr || failed_) return;
-  // Every available chain: with EVENT_IDX, pop() of the empty ring is what asks for the next notification.
-  for (;;) {
+  if (queue != 0) return;
+  pump_locked();
+}
+
+void BlockDevice::pump_locked() {
+  if (!live_locked()) return;
+  bool took = false;
+  for (unsigned taken = 0;; ++taken) {
+    // A driver that re-offers chains while the image is slow cannot make the device hold more than
+    // a ring's worth: the worker resumes the pump as requests complete.
+    if (in_flight_ >= queue_->size()) {
+      stalled_ = true;
+      break;
+    }
+    if (taken == kNotifyBudget) {  // yield: the rest in a deferred run
+      more_.schedule();
+      break;
+    }
+    // With EVENT_IDX, pop() of the empty ring is what asks for the next notification.
     auto popped = queue_->pop(*memory_);
-    if (!popped) return stop(popped.error());
+    if (!popped) {
+      stop(popped.error());
+      break;
+    }
     if (!popped->has_value()) break;
-    const DescriptorChain& chain = **popped;
-    auto used_len = process(chain);
-    if (!used_len) return stop(used_len.error());
-    if (auto used = queue_->add_used(*memory_, chain.head, *used_len); !used) return stop(used.error());
+    auto request = parse_locked(**popped);
+    if (!request) {
+      stop(request.error());
+      break;
+    }
+    pending_.push_back(std::move(*request));
+    ++in_flight_;
+    took = true;
   }
-  auto needed = queue_->needs_notification(*memory_);
-  if (!needed) return stop(needed.error());
-  if (*needed) interrupt_->signal_used_buffers();
+  if (took) work_cv_.notify_one();
 }
 
 void BlockDevice::stop(const Error& error) {
-  failed_ = true;
+  if (std::exchange(failed_, true)) return;  // one device error per activation
   interrupt_->signal_device_error(error.context(fmt::format("drive {}", path_)));
 }
 
-Result<std::uint32_t> BlockDevice::process(const DescriptorChain& chain) {
-  requests_.fetch_add(1, std::memory_order_relaxed);
+std::vector<BlockDevice::Piece> BlockDevice::pieces_of(const DescriptorChain& chain, bool writable, std::uint64_t from,
+                                                       std::uint64_t len) {
+  std::vector<Piece> pieces;
+  std::uint64_t position = 0;  // offset of `segment` within this direction's bytes
+  for (const Segment& segment : chain.segments) {
+    if (segment.device_writable != writable) continue;
+    const std::uint64_t begin = std::max(from, position);
+    const std::uint64_t end = std::min(from + len, position + segment.len);
+    if (begin < end) {
+      pieces.push_back(
+          Piece{GuestAddress(segment.addr.value + (begin - position)), static_cast<std::uint32_t>(end - begin)});
+    }
+    position += segment.len;
+  }
+  return pieces;
+}
+
+std::uint64_t BlockDevice::total_len(const std::vector<Piece>& pieces) {
+  std::uint64_t total = 0;
+  for (const Piece& piece : pieces) total += piece.len;
+  return total;
+}
+
+Result<BlockDevice::Request> BlockDevice::parse_locked(const DescriptorChain& chain) {
+  Request request;
+  request.epoch = epoch_;
+  request.head = chain.head;
   const std::uint32_t writable = chain.writable_len();
   if (writable < kStatusBytes) {
     // Nowhere to put the status: the driver cannot learn the outcome, so nothing is done.
-    errors_.fetch_add(1, std::memory_order_relaxed);
-    if (!std::exchange(logged_no_status_, true)) {
-      spdlog::warn(
-          "drive {}: request (descriptor {}) has no device-writable status byte; returned unserved "
-          "(further ones are not logged)",
-          path_, chain.head);
-    }
-    return 0;
+    guest_log_.log("drive {}: request (descriptor {}) has no device-writable status byte; returned unserved", path_,
+                   chain.head);
+    return request;
   }
-  const std::vector<Piece> status_at = pieces_of(chain, true, writable - kStatusBytes, kStatusBytes);
-  std::uint32_t written = 0;  // bytes written to the data buffers
-  std::uint8_t status;
+  request.status_at = pieces_of(chain, true, writable - kStatusBytes, kStatusBytes).front().addr;
   const std::uint32_t readable = chain.readable_len();
   if (readable < kHeaderBytes) {
-    status = reject(Error{fmt::format("request header is {} device-readable bytes, need {}", readable, kHeaderBytes)});
-  } else {
-    // The header may be split over several buffers: gather it.
-    std::array<std::byte, kHeaderBytes> raw{};
-    std::size_t at = 0;
-    for (const Piece& piece : pieces_of(chain, false, 0, kHeaderBytes)) {
-      TRY_VOID(memory_->read(piece.addr, std::span(raw).subspan(at, piece.len)));
-      at += piece.len;
+    request.status =
+        reject(Error{fmt::format("request header is {} device-readable bytes, need {}", readable, kHeaderBytes)});
+    return request;
+  }
+  // The header may be split over several buffers: gather it.
+  std::array<std::byte, kHeaderBytes> raw{};
+  std::size_t at = 0;
+  for (const Piece& piece : pieces_of(chain, false, 0, kHeaderBytes)) {
+    TRY_VOID(memory_->read(piece.addr, std::span(raw).subspan(at, piece.len)));
+    at += piece.len;
+  }
+  virtio_blk_outhdr header;
+  std::memcpy(&header, raw.data(), sizeof(header));
+  request.sector = header.sector;
+  std::vector<Piece> out_data = pieces_of(chain, false, kHeaderBytes, readable - kHeaderBytes);
+  std::vector<Piece> in_data = pieces_of(chain, true, 0, writable - kStatusBytes);
+  switch (header.type) {
+    case VIRTIO_BLK_T_IN: {
+      if (!out_data.empty()) {
+        request.status =
+            reject(Error{fmt::format("read of sector {} has {} bytes of device-readable data (data must be writable)",
+                                     header.sector, total_len(out_data))});
+        return request;
+      }
+      if (auto range = check_range(header.sector, total_len(in_data), capacity_sectors_); !range) {
+        request.status = reject(range.error());
+        return request;
+      }
+      request.op = Request::Op::kRead;
+      request.data = std::move(in_data);
+      return request;
     }
-    virtio_blk_outhdr header;
-    std::memcpy(&header, raw.data(), sizeof(header));
-    const Request request{header.type, header.sector, pieces_of(chain, false, kHeaderBytes, readable - kHeaderBytes),
-                          pieces_of(chain, true, 0, writable - kStatusBytes)};
-    status = serve(request, written);
+    case VIRTIO_BLK_T_OUT: {
+      // §5.2.6.2: on a read-only device a write fails and writes nothing.
+      if (read_only_) {
+        request.status = reject(Error{fmt::format("write to sector {} of a read-only drive", header.sector)});
+        return request;
+      }
+      if (!in_data.empty()) {
+        request.status =
+            reject(Error{fmt::format("write to sector {} has {} bytes of device-writable data (data must be readable)",
+                                     header.sector, total_len(in_data))});
+        return request;
+      }
+      if (auto range = check_range(header.sector, total_len(out_data), capacity_sectors_); !range) {
+        request.status = reject(range.error());
+        return request;
+      }
+      request.op = Request::Op::kWrite;
+      request.data = std::move(out_data);
+      return request;
+    }
+    case VIRTIO_BLK_T_FLUSH: request.op = Request::Op::kFlush; return request;
+    case VIRTIO_BLK_T_GET_ID:
+      if (in_data.empty()) {
+        request.status = reject(Error{"GET_ID request has no device-writable buffer for the id"});
+        return request;
+      }
+      request.op = Request::Op::kGetId;
+      request.data = std::move(in_data);
+      return request;
+    default: request.status = VIRTIO_BLK_S_UNSUPP; return request;  // §5.2.6: a request the device does not support
   }
-  if (status != VIRTIO_BLK_S_OK) errors_.fetch_add(1, std::memory_order_relaxed);
-  TRY_VOID(memory_->write_obj(status_at.front().addr, status));
-  return written + static_cast<std::uint32_t>(kStatusBytes);
 }
 
-std::uint8_t BlockDevice::serve(const Request& request, std::uint32_t& written) {
-  switch (request.type) {
-    case VIRTIO_BLK_T_IN: return read_sectors(request, written);
-    case VIRTIO_BLK_T_OUT: return write_sectors(request);
-    case VIRTIO_BLK_T_FLUSH: return flush();
-    case VIRTIO_BLK_T_GET_ID: return get_id(request, written);
-    default: return VIRTIO_BLK_S_UNSUPP;  // §5.2.6: a request the device does not support
+std::uint8_t BlockDevice::reject(const Error& error) {
+  guest_log_.log("drive {}: guest request failed with an I/O error: {}", path_, error.message);
+  return VIRTIO_BLK_S_IOERR;
+}
+
+std::uint8_t BlockDevice::host_error(const Error& error) {
+  host_log_.log("drive {}: {}; the guest sees an I/O error", path_, error.message);
+  return VIRTIO_BLK_S_IOERR;
+}
+
+void BlockDevice::run_worker() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    work_cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+    if (stopping_) return;
+    busy_ = true;
+    unsigned unsignalled = 0;
+    while (!pending_.empty() && !stopping_) {
+      const Request request = std::move(pending_.front());
+      pending_.pop_front();
+      if (!current_locked(request)) continue;
+      std::uint32_t written = 0;
+      const std::optional<std::uint8_t> status = serve_locked(request, lock, written);
+      if (!status || !current_locked(request)) continue;  // reset meanwhile: no completion
+      complete_locked(request, *status, written);
+      // One notification per batch the worker found waiting, and at least one per budget.
+      if (++unsignalled == kNotifyBudget) {
+        signal_used_locked();
+        unsignalled = 0;
+      }
+    }
+    if (unsignalled != 0) signal_used_locked();
+    if (stalled_ && live_locked()) {
+      stalled_ = false;
+      more_.schedule();  // room in flight again: take what the driver offered meanwhile
+    }
+    busy_ = false;
+    idle_cv_.notify_all();
   }
 }
 
-std::uint8_t BlockDevice::read_sectors(const Request& request, std::uint32_t& written) {
-  if (!request.out_data.empty()) {
-    return reject(Error{fmt::format("read of sector {} has {} bytes of device-readable data (data must be writable)",
-                                    request.sector, total_len(request.out_data))});
+std::optional<std::uint8_t> BlockDevice::serve_locked(const Request& request, std::unique_lock<std::mutex>& lock,
+                                                      std::uint32_t& written) {
+  switch (request.op) {
+    case Request::Op::kNone: return request.status;
+    case Request::Op::kRead: return read_locked(request, lock, written);
+    case Request::Op::kWrite: return write_locked(request, lock);
+    case Request::Op::kFlush: return flush_locked(request, lock);
+    case Request::Op::kGetId: return get_id_locked(request, written);
   }
-  const std::uint64_t len = total_len(request.in_data);
-  if (auto range = check_range(request.sector, len, capacity_sectors_); !range) return reject(range.error());
-  std::uint64_t offset = request.sector * kSectorSize;
-  std::uint64_t done = 0;
-  for (const Piece& piece : request.in_data) {
-    auto host = memory_->slice(piece.addr, piece.len);
-    if (!host) return reject(host.error());
-    auto read = transfer<true>(fd_.get(), *host, offset, done);
-    written = static_cast<std::uint32_t>(done);  // what reached guest memory, even on failure
-    if (!read) return host_error(read.error());
-    offset += piece.len;
+  return VIRTIO_BLK_S_UNSUPP;
+}
+
+std::optional<std::uint8_t> BlockDevice::read_locked(const Request& request, std::unique_lock<std::mutex>& lock,
+                                                     std::uint32_t& written) {
+  std::uint64_t offset = request.sector * kSectorSize;  // check_range: no overflow
+  for (const Piece& piece : request.data) {
+    for (std::uint32_t done = 0; done < piece.len;) {
+      const std::size_t chunk = std::min<std::size_t>(piece.len - done, kBounceBytes);
+      std::uint64_t got = 0;
+      lock.unlock();
+      if (before_io_) before_io_();
+      auto read = transfer<true>(fd_.get(), std::span(bounce_.get(), chunk), offset, got);
+      lock.lock();
+      if (!current_locked(request)) return std::nullopt;  // not a byte into the old queue's buffers
+      // What was read reaches guest memory, also when the read failed part-way.
+      if (got != 0) {
+        auto copied = memory_->write(GuestAddress(piece.addr.value + done), std::span(bounce_.get(), got));
+        if (!copied) return reject(copied.error());
+        written += static_cast<std::uint32_t>(got);
+        read_bytes_.fetch_add(got, std::memory_order_relaxed);
+      }
+      if (!read) return host_error(read.error());
+      done += static_cast<std::uint32_t>(chunk);
+      offset += chunk;
+    }
   }
-  read_bytes_.fetch_add(done, std::memory_order_relaxed);
   return VIRTIO_BLK_S_OK;
 }
 
-std::uint8_t BlockDevice::write_sectors(const Request& request) {
-  // §5.2.6.2: on a read-only device a write fails and writes nothing.
-  if (read_only_) return reject(Error{fmt::format("write to sector {} of a read-only drive", request.sector)});
-  if (!request.in_data.empty()) {
-    return reject(Error{fmt::format("write to sector {} has {} bytes of device-writable data (data must be readable)",
-                                    request.sector, total_len(request.in_data))});
-  }
-  const std::uint64_t len = total_len(request.out_data);
-  if (auto range = check_range(request.sector, len, capacity_sectors_); !range) return reject(range.error());
-  std::uint64_t offset = request.sector * kSectorSize;
-  std::uint64_t done = 0;
-  for (const Piece& piece : request.out_data) {
-    auto host = memory_->slice(piece.addr, piece.len);
-    if (!host) return reject(host.error());
-    auto wrote = transfer<false>(fd_.get(), *host, offset, done);
-    if (!wrote) {
-      written_bytes_.fetch_add(done, std::memory_order_relaxed);
-      return host_error(wrote.error());
+std::optional<std::uint8_t> BlockDevice::write_locked(const Request& request, std::unique_lock<std::mutex>& lock) {
+  std::uint64_t offset = request.sector * kSectorSize;  // check_range: no overflow
+  for (const Piece& piece : request.data) {
+    for (std::uint32_t done = 0; done < piece.len;) {
+      const std::size_t chunk = std::min<std::size_t>(piece.len - done, kBounceBytes);
+      // Copied out under the lock, for the current activation only (the caller checked it).
+      auto copied = memory_->read(GuestAddress(piece.addr.value + done), std::span(bounce_.get(), chunk));
+      if (!copied) return reject(copied.error());
+      std::uint64_t put = 0;
+      lock.unlock();
+      if (before_io_) before_io_();
+      auto wrote = transfer<false>(fd_.get(), std::span(bounce_.get(), chunk), offset, put);
+      lock.lock();
+      written_bytes_.fetch_add(put, std::memory_order_relaxed);
+      if (!current_locked(request)) return std::nullopt;
+      if (!wrote) return host_error(wrote.error());
+      done += static_cast<std::uint32_t>(chunk);
+      offset += chunk;
     }
-    offset += piece.len;
   }
-  written_bytes_.fetch_add(done, std::memory_order_relaxed);
   return VIRTIO_BLK_S_OK;
 }
 
-std::uint8_t BlockDevice::flush() {
+std::optional<std::uint8_t> BlockDevice::flush_locked(const Request& request, std::unique_lock<std::mutex>& lock) {
+  lock.unlock();
+  if (before_io_) before_io_();
   int result;
   do {
     result = ::fdatasync(fd_.get());
   } while (result != 0 && errno == EINTR);
-  if (result != 0) return host_error(Error{fmt::format("flushing: {}", errno_text(errno))});
+  const int err = errno;
+  lock.lock();
+  if (!current_locked(request)) return std::nullopt;
+  if (result != 0) return host_error(Error{fmt::format("flushing: {}", errno_text(err))});
   flushes_.fetch_add(1, std::memory_order_relaxed);
   return VIRTIO_BLK_S_OK;
 }
 
-std::uint8_t BlockDevice::get_id(const Request& request, std::uint32_t& written) {
+std::uint8_t BlockDevice::get_id_locked(const Request& request, std::uint32_t& written) {
   // §5.2.6: up to 20 bytes, NUL-padded; a shorter buffer gets the start of it.
-  const std::uint64_t len = std::min<std::uint64_t>(total_len(request.in_data), kIdBytes);
-  if (len == 0) return reject(Error{"GET_ID request has no device-writable buffer for the id"});
+  const std::uint64_t len = std::min<std::uint64_t>(total_len(request.data), kIdBytes);
   std::uint64_t at = 0;
-  for (const Piece& piece : request.in_data) {
+  for (const Piece& piece : request.data) {
     if (at == len) break;
     const std::uint64_t n = std::min<std::uint64_t>(piece.len, len - at);
     if (auto copied = memory_->write(piece.addr, std::as_bytes(std::span(id_)).subspan(at, n)); !copied) {
@@ -369,20 +510,24 @@ std::uint8_t BlockDevice::get_id(const Request& request, std::uint32_t& written)
   return VIRTIO_BLK_S_OK;
 }
 
-std::uint8_t BlockDevice::reject(const Error& error) {
-  if (!std::exchange(logged_bad_request_, true)) {
-    spdlog::warn("drive {}: guest request failed with an I/O error: {} (further bad requests are not logged)", path_,
-                 error.message);
+void BlockDevice::complete_locked(const Request& request, std::uint8_t status, std::uint32_t written) {
+  std::uint32_t used_len = 0;
+  if (request.status_at) {
+    if (auto stored = memory_->write_obj(*request.status_at, status); !stored) return stop(stored.error());
+    used_len = written + static_cast<std::uint32_t>(kStatusBytes);
   }
-  return VIRTIO_BLK_S_IOERR;
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  if (!request.status_at || status != VIRTIO_BLK_S_OK) errors_.fetch_add(1, std::memory_order_relaxed);
+  --in_flight_;
+  if (auto used = queue_->add_used(*memory_, request.head, used_len); !used) stop(used.error());
 }
 
-std::uint8_t BlockDevice::host_error(const Error& error) {
-  if (!std::exchange(logged_host_error_, true)) {
-    spdlog::error("drive {}: {}; the guest sees an I/O error (further host I/O errors are not logged)", path_,
-                  error.message);
-  }
-  return VIRTIO_BLK_S_IOERR;
+void BlockDevice::signal_used_locked() {
+  // After a device error the driver hears of that instead (the chains taken before it did complete).
+  if (!live_locked()) return;
+  auto needed = queue_->needs_notification(*memory_);
+  if (!needed) return stop(needed.error());
+  if (*needed) interrupt_->signal_used_buffers();
 }
 
 }  // namespace microvm::devices::virtio

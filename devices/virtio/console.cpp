@@ -6,8 +6,9 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
-#include <cstring>
 #include <utility>
+
+#include "devices/virtio/config_space.h"
 
 namespace microvm::devices::virtio {
 
@@ -36,7 +37,15 @@ constexpr std::size_t kReceiveChunk = 512;
 
 }  // namespace
 
-ConsoleDevice::ConsoleDevice(OutputSink sink) : sink_(std::move(sink)) {}
+ConsoleDevice::ConsoleDevice(boost::asio::any_io_executor executor, OutputSink sink)
+    : sink_(std::move(sink)),
+      transmit_more_(executor, [this] { transmit(); }),
+      receive_more_(executor, [this] { receive_deferred(); }) {}
+
+ConsoleDevice::~ConsoleDevice() {
+  transmit_more_.cancel();
+  receive_more_.cancel();
+}
 
 std::uint32_t ConsoleDevice::device_id() const {
   return VIRTIO_ID_CONSOLE;  // §5.3.1
@@ -50,14 +59,16 @@ std::size_t ConsoleDevice::enqueue_input(std::span<const std::uint8_t> bytes) {
   std::lock_guard lock(mutex_);
   std::size_t accepted = 0;
   bool delivered = false;
-  // Buffer what fits, hand it to the guest, and take more while the guest's buffers keep room.
+  unsigned budget = kNotifyBudget;
+  // Buffer what fits, hand it to the guest, and take more while the guest's buffers keep room (and
+  // the budget lasts: then the buffer fills up, and the rest waits for the deferred run).
   while (accepted < bytes.size()) {
     const std::size_t count = std::min(bytes.size() - accepted, kInputCapacity - input_.size());
     if (count == 0) break;
     const auto first = bytes.begin() + static_cast<std::ptrdiff_t>(accepted);
     input_.insert(input_.end(), first, first + static_cast<std::ptrdiff_t>(count));
     accepted += count;
-    delivered = receive_locked() || delivered;
+    delivered = receive_locked(budget) || delivered;
   }
   if (delivered) signal_used_locked(kReceiveQueue);
   return accepted;
@@ -81,11 +92,7 @@ void ConsoleDevice::read_config(std::uint64_t offset, std::span<std::uint8_t> da
   }
   config.max_nr_ports = kPorts;
   config.emerg_wr = 0;  // write-only
-  std::array<std::uint8_t, kConfigSize> bytes{};
-  std::memcpy(bytes.data(), &config, kConfigSize);
-  for (std::size_t i = 0; i < data.size(); ++i) {
-    data[i] = offset < kConfigSize && i < kConfigSize - offset ? bytes[offset + i] : 0;  // past the end: 0
-  }
+  read_config_window(config, offset, data);
 }
 
 void ConsoleDevice::write_config(std::uint64_t offset, std::span<const std::uint8_t> data) {
@@ -110,7 +117,8 @@ Result<void> ConsoleDevice::activate(const GuestMemory& memory, std::span<Queue>
   failed_ = false;
   // Input that arrived while the device was down goes into buffers the driver offered before
   // DRIVER_OK (its notification then was not delivered).
-  if (receive_locked()) signal_used_locked(kReceiveQueue);
+  unsigned budget = kNotifyBudget;
+  if (receive_locked(budget)) signal_used_locked(kReceiveQueue);
   return {};
 }
 
@@ -121,7 +129,14 @@ void ConsoleDevice::notify(std::uint16_t queue) {
   }
   if (queue != kReceiveQueue) return;
   std::lock_guard lock(mutex_);
-  if (receive_locked()) signal_used_locked(kReceiveQueue);
+  unsigned budget = kNotifyBudget;
+  if (receive_locked(budget)) signal_used_locked(kReceiveQueue);
+}
+
+void ConsoleDevice::receive_deferred() {
+  std::lock_guard lock(mutex_);
+  unsigned budget = kNotifyBudget;
+  if (receive_locked(budget)) signal_used_locked(kReceiveQueue);
 }
 
 void ConsoleDevice::reset() {
@@ -150,7 +165,11 @@ void ConsoleDevice::transmit() {
     return generation_ == generation && live_locked();
   };
   bool used = false;
-  while (live_locked()) {
+  for (unsigned handled = 0; live_locked(); ++handled) {
+    if (handled == kNotifyBudget) {  // yield: the rest (if any) in a run of its own
+      transmit_more_.schedule();
+      break;
+    }
     auto popped = queues_[kTransmitQueue].pop(*memory_);
     if (!popped) return fail_locked(popped.error().context("transmitq0"));
     if (!popped->has_value()) break;
@@ -183,9 +202,14 @@ void ConsoleDevice::transmit() {
   if (used && live_locked()) signal_used_locked(kTransmitQueue);
 }
 
-bool ConsoleDevice::receive_locked() {
+bool ConsoleDevice::receive_locked(unsigned& budget) {
   bool used = false;
   while (!input_.empty() && live_locked()) {
+    if (budget == 0) {  // yield: the rest of the input in a run of its own
+      receive_more_.schedule();
+      break;
+    }
+    --budget;
     auto popped = queues_[kReceiveQueue].pop(*memory_);
     if (!popped) {
       fail_locked(popped.error().context("receiveq0"));

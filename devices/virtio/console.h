@@ -8,6 +8,10 @@
 // device-readable ones, or a chain the queue rejects is a broken driver: the device signals a device
 // error and stops using its queues until reset(). Host input keeps being buffered meanwhile.
 //
+// Work is budgeted (deferred_work.h): one notify, enqueue_input or deferred run moves at most
+// kNotifyBudget chains per queue; the rest continues in a DeferredWork on `executor`, so a guest that
+// re-posts buffers as fast as they are used cannot keep the event loop in one call.
+//
 // Threads (see virtio_device.h): one mutex guards the device state. The sink is never called with
 // it held, so a slow terminal does not hold up input, config reads or reset; a second mutex keeps
 // sink calls one at a time and in the guest's order. The sink must not call back into
@@ -21,9 +25,12 @@
 #include <span>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
+
+#include "base/error.h"
+#include "devices/virtio/deferred_work.h"
 #include "devices/virtio/queue.h"
 #include "devices/virtio/virtio_device.h"
-#include "base/error.h"
 #include "memory/guest_memory.h"
 
 namespace microvm::devices::virtio {
@@ -39,7 +46,12 @@ class ConsoleDevice final : public VirtioDevice {
   // host memory stays bounded whatever length the guest's buffers claim.
   static constexpr std::size_t kTransmitChunk = 64 * 1024;
 
-  explicit ConsoleDevice(OutputSink sink);
+  // `executor` runs the work left over when a call used up its budget; its io_context may be destroyed
+  // before or after the device.
+  ConsoleDevice(boost::asio::any_io_executor executor, OutputSink sink);
+  ~ConsoleDevice() override;
+  ConsoleDevice(const ConsoleDevice&) = delete;
+  ConsoleDevice& operator=(const ConsoleDevice&) = delete;
 
   // Host input for the guest (thread-safe; called on the event loop). Returns how many bytes were
   // accepted; the rest does not fit until the guest takes some. Delivered into receiveq buffers as
@@ -62,9 +74,11 @@ class ConsoleDevice final : public VirtioDevice {
 
  private:
   [[nodiscard]] bool live_locked() const { return interrupt_ != nullptr && !failed_; }
-  void transmit();  // drains transmitq0 into the sink
-  // Moves buffered input into receiveq0 buffers; true when it returned any (a notification may be due).
-  bool receive_locked();
+  void transmit();  // moves up to kNotifyBudget transmitq0 chains into the sink, defers the rest
+  // Moves buffered input into receiveq0 buffers, one chain per unit of `budget`, and defers the rest
+  // when the budget runs out; true when it returned any (a notification may be due).
+  bool receive_locked(unsigned& budget);
+  void receive_deferred();
   [[nodiscard]] Result<std::uint32_t> fill_locked(const DescriptorChain& chain);  // bytes written
   void signal_used_locked(std::uint16_t queue);
   void fail_locked(const Error& error);  // the driver broke the queue: stop until reset()
@@ -85,6 +99,10 @@ class ConsoleDevice final : public VirtioDevice {
   std::uint64_t acked_features_ = 0;
   bool failed_ = false;           // signal_device_error() sent; no queue is touched until reset()
   std::uint64_t generation_ = 0;  // bumped by reset(): a transmit that dropped the lock sees it
+
+  // Last: cancelled (and so waited for) before anything they use goes away.
+  DeferredWork transmit_more_;  // transmit() again
+  DeferredWork receive_more_;   // receive_deferred()
 };
 
 }  // namespace microvm::devices::virtio

@@ -3,8 +3,6 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 
-#include <spdlog/spdlog.h>
-
 #include <cstring>
 
 namespace microvm::devices::virtio {
@@ -203,7 +201,7 @@ void MmioTransport::reset_locked() {
 }
 
 void MmioTransport::fail_locked(const Error& error) {
-  spdlog::warn("virtio device {} needs reset: {}", device_.device_id(), error.message);
+  guest_log_.log("virtio device {} needs reset: {}", device_.device_id(), error.message);
   status_ |= VIRTIO_CONFIG_S_NEEDS_RESET;
   if (activated_) device_.reset();
   activated_ = false;
@@ -226,7 +224,7 @@ void MmioTransport::signal_device_error(const Error& error) {
   // Called by the device, possibly with its own lock held: so no register lock here (a vCPU may hold
   // it while resetting the device). The status register reports the flag until the next reset.
   if (device_failed_.exchange(true)) return;
-  spdlog::warn("virtio device {} needs reset: {}", device_.device_id(), error.message);
+  guest_log_.log("virtio device {} needs reset: {}", device_.device_id(), error.message);
   signal_config_change();
 }
 

@@ -1,7 +1,8 @@
 // The virtio-mmio transport, version 2 (virtio 1.2 §4.2.2): the register window a driver uses to
 // discover a device, negotiate features, configure queues and exchange notifications. Register
 // offsets and values come from <linux/virtio_mmio.h> and <linux/virtio_config.h>.
-// Guest accesses arrive on vCPU threads; device work runs elsewhere: state is under a mutex.
+// Guest accesses arrive on vCPU threads; device work runs elsewhere: state is under a mutex. What the
+// driver gets wrong (a bad queue configuration, a device error) is logged at a rate limit.
 #pragma once
 
 #include <array>
@@ -10,6 +11,7 @@
 #include <mutex>
 #include <vector>
 
+#include "base/rate_limited_log.h"
 #include "devices/bus_device.h"
 #include "devices/interrupt_line.h"
 #include "devices/virtio/queue.h"
@@ -71,6 +73,7 @@ class MmioTransport final : public BusDevice, private Interrupt {
   std::uint32_t config_generation_ = 0;  // under interrupt_mutex_
   bool activated_ = false;
   std::atomic<bool> device_failed_{false};  // signal_device_error() since the last reset
+  RateLimitedLog guest_log_;                // what the driver got wrong: a guest can trigger it in a loop
 };
 
 }  // namespace microvm::devices::virtio

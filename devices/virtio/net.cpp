@@ -23,6 +23,10 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 
+#include "base/rate_limited_log.h"
+#include "devices/virtio/config_space.h"
+#include "devices/virtio/deferred_work.h"
+
 namespace microvm::devices::virtio {
 
 namespace {
@@ -69,51 +73,12 @@ constexpr std::array kGuestOffloads{
     GuestOffload{kNetFeatureGuestEcn, TUN_F_TSO_ECN},
 };
 
-// Frames moved per handler run before the loop gets to run other handlers (the rest follows in a
-// posted continuation, so a busy guest or backend cannot starve the loop).
-constexpr unsigned kRxBudget = 64;
-constexpr unsigned kTxBudget = 256;
-
-constexpr std::size_t kMacTextLength = 17;       // "xx:xx:xx:xx:xx:xx"
-constexpr std::uint8_t kMacMulticastBit = 0x01;  // IEEE 802: the I/G bit of the first octet
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 void store_le16(std::span<std::uint8_t> out, std::uint16_t value) {
   out[0] = static_cast<std::uint8_t>(value);
   out[1] = static_cast<std::uint8_t>(value >> 8);
 }
 
 }  // namespace
-
-Result<MacAddress> parse_mac(std::string_view text) {
-  const auto malformed = [&] {
-    return fail("MAC address '{}' is malformed: write six two-digit hex bytes separated by ':', e.g. 02:00:00:00:00:01",
-                text);
-  };
-  if (text.size() != kMacTextLength) return malformed();
-  MacAddress mac{};
-  for (std::size_t i = 0; i < mac.size(); ++i) {
-    const int high = hex_value(text[3 * i]);
-    const int low = hex_value(text[3 * i + 1]);
-    if (high < 0 || low < 0) return malformed();
-    if (i + 1 < mac.size() && text[3 * i + 2] != ':') return malformed();
-    mac[i] = static_cast<std::uint8_t>(high * 16 + low);
-  }
-  if ((mac[0] & kMacMulticastBit) != 0) {
-    return fail("MAC address {} is a multicast address (bit 0 of the first byte is set): use a unicast one, e.g. {}",
-                text, "02:00:00:00:00:01");
-  }
-  if (std::all_of(mac.begin(), mac.end(), [](std::uint8_t b) { return b == 0; })) {
-    return fail("MAC address {} is all zeros: use a unicast one, e.g. 02:00:00:00:00:01", text);
-  }
-  return mac;
-}
 
 // The state shared by the device (vCPU threads) and its handlers on the event loop. Handlers hold a
 // shared_ptr to it, so it lives until the last one ran or was destroyed with the io_context.
@@ -124,7 +89,16 @@ class NetDevice::Core : public std::enable_shared_from_this<Core> {
         backend_(executor_),
         set_offloads_(std::move(set_offloads)),
         rx_frame_(kNetMaxPacketSize + 1),  // one spare byte tells an oversized frame from a maximal one
-        tx_frame_(kNetMaxPacketSize) {
+        tx_frame_(kNetMaxPacketSize),
+        tx_more_(executor_,
+                 [this] {
+                   std::lock_guard lock(mutex_);
+                   process_tx_locked();
+                 }),
+        rx_more_(executor_, [this] {
+          std::lock_guard lock(mutex_);
+          pump_rx_locked();
+        }) {
     if (!backend.valid()) {
       backend_error_ = "no backend fd";
       return;
@@ -152,6 +126,13 @@ class NetDevice::Core : public std::enable_shared_from_this<Core> {
     }
     [[maybe_unused]] const int owned_by_asio = backend.release();
   }
+
+  ~Core() {
+    tx_more_.cancel();
+    rx_more_.cancel();
+  }
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
 
   Result<void> activate(const GuestMemory& memory, std::span<Queue> queues, std::uint64_t acked, Interrupt& interrupt) {
     std::lock_guard lock(mutex_);
@@ -268,7 +249,8 @@ class NetDevice::Core : public std::enable_shared_from_this<Core> {
     counter.fetch_add(n, std::memory_order_relaxed);
   }
 
-  // Guest- or backend-triggered conditions are logged once per device, never per frame.
+  // The backend going away is logged once per device; the guest's (or the network's) odd frames
+  // through rate-limited logs (tx_log_, rx_log_), never once per frame.
   static void warn_once(bool& logged, const std::string& message) {
     if (std::exchange(logged, true)) return;
     spdlog::warn("virtio-net: {} (reported once)", message);
@@ -299,11 +281,8 @@ class NetDevice::Core : public std::enable_shared_from_this<Core> {
       used = true;
     }
     for (unsigned handled = 0;; ++handled) {
-      if (handled == kTxBudget) {
-        boost::asio::post(executor_, [self = shared_from_this(), epoch = epoch_] {
-          std::lock_guard lock(self->mutex_);
-          if (epoch == self->epoch_) self->process_tx_locked();
-        });
+      if (handled == kNotifyBudget) {  // yield: the rest in a deferred run (deferred_work.h)
+        tx_more_.schedule();
         break;
       }
       auto popped = tx_->pop(*memory_);
@@ -319,9 +298,8 @@ class NetDevice::Core : public std::enable_shared_from_this<Core> {
       }
       const std::uint32_t len = chain.readable_len();
       if (len < kNetHeaderSize || len > kNetMaxPacketSize) {
-        warn_once(logged_tx_size_,
-                  fmt::format("dropped a transmitted frame of {} bytes with its header (need {} to {})", len,
-                              kNetHeaderSize, kNetMaxPacketSize));
+        tx_log_.log("virtio-net: dropped a transmitted frame of {} bytes with its header (need {} to {})", len,
+                    kNetHeaderSize, kNetMaxPacketSize);
         count(tx_dropped_);
         if (!complete_tx_locked(chain.head)) return;
         used = true;
@@ -362,8 +340,11 @@ class NetDevice::Core : public std::enable_shared_from_this<Core> {
         count(tx_bytes_, tx_len_ - kNetHeaderSize);
       } else {
         // EINVAL for a header the kernel rejects (a bad gso_type, say), EIO while the TAP is down...
-        warn_once(logged_tx_error_, n < 0 ? fmt::format("the backend refused a frame: {}", errno_text(errno))
-                                          : fmt::format("the backend took {} of {} bytes", n, tx_len_));
+        if (n < 0) {
+          tx_log_.log("virtio-net: the backend refused a transmitted frame: {}", errno_text(errno));
+        } else {
+          tx_log_.log("virtio-net: the backend took {} of {} bytes of a transmitted frame", n, tx_len_);
+        }
         count(tx_dropped_);
       }
       break;
@@ -395,15 +376,17 @@ class NetDevice::Core : public std::enable_shared_from_this<Core> {
 
   // --- receive (loop thread) ---
 
+  // Moves frames from the backend into receive buffers. The budget counts chains returned and frames
+  // dropped (a mergeable frame may fill many chains), kNotifyBudget per run; the rest is deferred.
   void pump_rx_locked() {
+    if (!running_locked()) return;
     bool used = false;
-    for (unsigned frames = 0; running_locked() && !backend_down_;) {
+    const std::uint16_t first_used = rx_->next_used();
+    unsigned dropped = 0;
+    while (running_locked() && !backend_down_) {
       if (rx_len_ == 0) {
-        if (frames == kRxBudget) {
-          boost::asio::post(executor_, [self = shared_from_this(), epoch = epoch_] {
-            std::lock_guard lock(self->mutex_);
-            if (epoch == self->epoch_) self->pump_rx_locked();
-          });
+        if (dropped + static_cast<std::uint16_t>(rx_->next_used() - first_used) >= kNotifyBudget) {
+          rx_more_.schedule();  // yield: the rest in a deferred run (deferred_work.h)
           break;
         }
         const ReadOutcome read = read_frame_locked();
@@ -412,8 +395,10 @@ class NetDevice::Core : public std::enable_shared_from_this<Core> {
           break;
         }
         if (read == ReadOutcome::kStopped) break;
-        ++frames;
-        if (read == ReadOutcome::kDropped) continue;
+        if (read == ReadOutcome::kDropped) {
+          ++dropped;
+          continue;
+        }
       }
       const Delivery delivery = deliver_locked(used);
       if (delivery == Delivery::kNoBuffers || delivery == Delivery::kFailed) break;
@@ -435,8 +420,8 @@ class NetDevice::Core : public std::enable_shared_from_this<Core> {
       }
       const auto len = static_cast<std::size_t>(n);
       if (len < kNetHeaderSize || len > kNetMaxPacketSize) {
-        warn_once(logged_rx_size_, fmt::format("dropped a received frame of {} bytes with its header (need {} to {})",
-                                               len, kNetHeaderSize, kNetMaxPacketSize));
+        rx_log_.log("virtio-net: dropped a received frame of {} bytes with its header (need {} to {})", len,
+                    kNetHeaderSize, kNetMaxPacketSize);
         count(rx_dropped_);
         return ReadOutcome::kDropped;
       }
@@ -458,9 +443,8 @@ class NetDevice::Core : public std::enable_shared_from_this<Core> {
         if (rx_chains_.size() >= rx_->size()) {
           // We hold every descriptor the queue has and the frame still does not fit: the driver
           // cannot add more, so waiting would stall receive for good.
-          warn_once(logged_rx_small_, fmt::format("dropped a received frame of {} bytes: the whole receive queue "
-                                                  "holds only {} bytes",
-                                                  total, available));
+          rx_log_.log("virtio-net: dropped a received frame of {} bytes: the whole receive queue holds only {} bytes",
+                      total, available);
           return drop_frame_locked();
         }
         auto taken = take_rx_chain_locked();
@@ -485,9 +469,10 @@ class NetDevice::Core : public std::enable_shared_from_this<Core> {
       }
       if (rx_chains_.front().writable_len() < total) {
         // §5.1.6.3: without MRG_RXBUF a frame must fit one buffer. The chain stays for a smaller frame.
-        warn_once(logged_rx_small_, fmt::format("dropped a received frame of {} bytes: the receive buffer holds {} "
-                                                "(and MRG_RXBUF is not negotiated)",
-                                                total, rx_chains_.front().writable_len()));
+        rx_log_.log(
+            "virtio-net: dropped a received frame of {} bytes: the receive buffer holds {} (and MRG_RXBUF is not "
+            "negotiated)",
+            total, rx_chains_.front().writable_len());
         return drop_frame_locked();
       }
     }
@@ -599,10 +584,16 @@ class NetDevice::Core : public std::enable_shared_from_this<Core> {
   std::uint16_t tx_head_ = 0;
   bool tx_pending_ = false;  // tx_frame_ waits for the backend to become writable
 
-  bool logged_tx_size_ = false, logged_tx_error_ = false, logged_rx_size_ = false, logged_rx_small_ = false,
-       logged_backend_ = false;
+  bool logged_backend_ = false;
+  RateLimitedLog tx_log_;  // transmitted frames the device or the backend refused
+  RateLimitedLog rx_log_;  // received frames that could not be delivered
 
   std::atomic<std::uint64_t> rx_frames_{0}, rx_bytes_{0}, tx_frames_{0}, tx_bytes_{0}, rx_dropped_{0}, tx_dropped_{0};
+
+  // The rest of a transmit / receive pass that used up its budget. Last, and cancelled first in the
+  // destructor: they run with raw `this` (a run queued when the Core goes away does nothing).
+  DeferredWork tx_more_;
+  DeferredWork rx_more_;
 };
 
 NetDevice::NetDevice(boost::asio::any_io_executor executor, UniqueFd backend, MacAddress mac, bool offloads,
@@ -625,9 +616,7 @@ NetDevice::Stats NetDevice::stats() const {
 
 void NetDevice::read_config(std::uint64_t offset, std::span<std::uint8_t> data) {
   // The layout never changes, so no lock; bytes outside it read as zero.
-  for (std::size_t i = 0; i < data.size(); ++i) {
-    data[i] = offset < config_.size() && i < config_.size() - offset ? config_[offset + i] : 0;
-  }
+  read_config_window(std::as_bytes(std::span(config_)), offset, data);
 }
 
 void NetDevice::write_config(std::uint64_t, std::span<const std::uint8_t>) {

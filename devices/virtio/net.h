@@ -4,6 +4,10 @@
 // VERSION_1 the header always has num_buffers), which the device passes through untouched on TX and
 // completes (num_buffers) on RX. The guest's offload choices reach the backend through set_offloads.
 //
+// Work is budgeted (deferred_work.h): a notification, a backend-readiness callback or a deferred run
+// moves at most kNotifyBudget transmit chains, or receive chains and dropped frames, then yields; the
+// rest follows in a DeferredWork on `executor`.
+//
 // Threads (on top of the VirtioDevice contract): all backend I/O runs on `executor` (the VMM's event
 // loop, one thread). activate/reset/notify only change state under the device mutex and post work to
 // the executor; reset never waits for the loop. Every handler re-checks the state under the mutex, and
@@ -19,21 +23,15 @@
 #include <functional>
 #include <memory>
 #include <span>
-#include <string_view>
 
 #include <boost/asio/any_io_executor.hpp>
 
-#include "devices/virtio/virtio_device.h"
 #include "base/error.h"
 #include "base/unique_fd.h"
+#include "devices/virtio/mac_address.h"
+#include "devices/virtio/virtio_device.h"
 
 namespace microvm::devices::virtio {
-
-using MacAddress = std::array<std::uint8_t, 6>;
-
-// "02:00:00:00:00:01" (six two-digit hex groups, either case). Rejects malformed text, multicast
-// addresses (bit 0 of the first byte, which includes broadcast) and the all-zero address.
-Result<MacAddress> parse_mac(std::string_view text);
 
 inline constexpr std::uint32_t kNetDeviceId = 1;         // §5.1.1 / <linux/virtio_ids.h> VIRTIO_ID_NET
 inline constexpr std::size_t kNetHeaderSize = 12;        // §5.1.6 struct virtio_net_hdr (v1: with num_buffers)

@@ -34,6 +34,7 @@ using microvm::devices::virtio::Segment;
 using microvm::devices::virtio::VirtqAvailHeader;
 using microvm::devices::virtio::VirtqDesc;
 using microvm::devices::virtio::VirtqUsedHeader;
+using microvm::fuzz::poke;
 
 // More pops than any ring holds, so a driver that keeps the ring full is cut off by the bound.
 constexpr int kMaxIterations = 2 * Queue::kMaxSize + 16;
@@ -44,9 +45,10 @@ constexpr std::size_t kMaxDriverWrites = 64;
 constexpr std::size_t kMaxCorruptions = 32;
 
 // Where the well-formed queue of corrupted mode lives (each part fits a queue of kMaxSize).
-constexpr GuestAddress kDescTable{0x1000};  // 16 * 256 bytes
-constexpr GuestAddress kAvailRing{0x2000};  // 6 + 2 * 256 bytes
-constexpr GuestAddress kUsedRing{0x3000};   // 6 + 8 * 256 bytes
+constexpr microvm::fuzz::QueueLayout kLayout = microvm::fuzz::queue_layout(0);  // 0x0000-0x2fff
+constexpr GuestAddress kDescTable = kLayout.desc;
+constexpr GuestAddress kAvailRing = kLayout.avail;
+constexpr GuestAddress kUsedRing = kLayout.used;
 constexpr std::uint64_t kIndirectTables = 0x4000;
 constexpr std::uint64_t kIndirectTablesEnd = 0x8000;
 constexpr std::uint64_t kBuffers = 0x8000;  // up to the end of the low region
@@ -67,12 +69,6 @@ GuestAddress ring_address(FuzzedDataProvider& input) {
 
 std::uint16_t queue_size(FuzzedDataProvider& input) {
   return static_cast<std::uint16_t>(1U << input.ConsumeIntegralInRange(0, 8));  // what a driver may choose
-}
-
-template <typename T>
-void poke(const GuestMemory& memory, std::uint64_t addr, const T& value) {
-  auto written = memory.write_obj(GuestAddress(addr), value);
-  FUZZ_CHECK(written.has_value(), "harness write at {:#x}: {}", addr, written.error().message);
 }
 
 // Corrupted mode, step 1: what a driver does (§2.7.13): chains the input describes, each in

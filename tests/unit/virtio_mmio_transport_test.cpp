@@ -6,9 +6,11 @@
 #include <linux/virtio_mmio.h>
 
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "devices/virtio/mmio_transport.h"
+#include "tests/unit/captured_log.h"
 
 namespace microvm::devices::virtio {
 namespace {
@@ -165,6 +167,23 @@ TEST_F(MmioTransportTest, QueueOutsideGuestMemorySetsDeviceNeedsReset) {
   negotiate(kVersion1);
   setup_queue(0, 128, 0xfff000);  // past the 1 MiB of guest memory
   EXPECT_NE(read32(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0u);
+}
+
+TEST_F(MmioTransportTest, BadQueueWritesInALoopAreLoggedAtARateLimit) {
+  // A guest that writes a bad queue configuration 10 000 times (resetting in between) gets the first
+  // few logged and the rest counted, not 10 000 lines in the host's log.
+  test::CapturedLog captured;
+  for (int i = 0; i < 10'000; ++i) {
+    write32(VIRTIO_MMIO_STATUS, 0);
+    negotiate(kVersion1);
+    setup_queue(0, 3);  // not a power of two
+    ASSERT_NE(read32(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0u);
+  }
+  const std::vector<std::string> lines = captured.lines();
+  ASSERT_FALSE(lines.empty());
+  EXPECT_LE(lines.size(), RateLimitedLog::kBurst + 2);  // the burst (and a refill, on a slow machine)
+  EXPECT_NE(lines.front().find("needs reset: queue 0: queue size 3 is not a power of two"), std::string::npos)
+      << lines.front();
 }
 
 TEST_F(MmioTransportTest, DriverOkWithoutFeaturesOkIsRefused) {

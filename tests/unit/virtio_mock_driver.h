@@ -128,6 +128,15 @@ class MockVirtqDriver {
   }
 
   [[nodiscard]] std::uint16_t avail_idx() const { return avail_idx_; }
+  // Chains offered and not yet returned in the used ring.
+  [[nodiscard]] std::uint16_t outstanding() const { return static_cast<std::uint16_t>(avail_idx_ - used_idx()); }
+  // With EVENT_IDX (§2.7.10): whether a driver that moved avail idx from `old_idx` to avail_idx() must
+  // notify the device (vring_need_event against the device's avail_event); without it, always.
+  [[nodiscard]] bool kick_needed(std::uint16_t old_idx, bool event_idx) const {
+    if (!event_idx) return true;
+    const std::uint16_t event = avail_event();
+    return static_cast<std::uint16_t>(avail_idx_ - event - 1) < static_cast<std::uint16_t>(avail_idx_ - old_idx);
+  }
   [[nodiscard]] std::uint16_t used_idx() const { return read<std::uint16_t>(GuestAddress(used_ring().value + 2)); }
   [[nodiscard]] std::uint16_t avail_event() const {
     return read<std::uint16_t>(GuestAddress(used_ring().value + 4 + 8ULL * size_));
