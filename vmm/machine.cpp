@@ -94,6 +94,8 @@ Result<std::vector<std::byte>> build_container_initramfs(const std::string& init
 
 Result<std::unique_ptr<Machine>> Machine::create(const VmResources& resources, const MachineEnvironment& env,
                                                  boost::asio::io_context& io) {
+  BootMarkers setup;
+  setup.setup_started = std::chrono::steady_clock::now();
   // Everything that needs no KVM comes first, so a bad file or size is reported on any host.
   const unsigned vcpus = resources.machine_config.vcpu_count;
   const std::uint64_t memory_bytes = resources.machine_config.mem_size_mib << 20;
@@ -130,6 +132,7 @@ Result<std::unique_ptr<Machine>> Machine::create(const VmResources& resources, c
     host.taps.push_back(TRY_CONTEXT(fmt::format("network interface {}", net.host_dev_name),
                                     devices::virtio::Tap::open(net.host_dev_name)));
   }
+  setup.memory_ready = std::chrono::steady_clock::now();
   // Announce the devices first: parameters after a " -- " in the user's command line would go to init.
   std::string cmdline;
   for (std::size_t index = 0; index < virtio_count; ++index) {
@@ -149,6 +152,7 @@ Result<std::unique_ptr<Machine>> Machine::create(const VmResources& resources, c
   if (initrd) boot_config.initrd = initrd->bytes();
   if (resources.container_mode()) boot_config.initrd = std::span<const std::byte>(container_initramfs);
   const boot::LinuxBootInfo boot_info = TRY_CONTEXT(kernel_path, boot::setup_linux_boot(memory, boot_config));
+  setup.kernel_loaded = std::chrono::steady_clock::now();
 
   Kvm kvm = TRY(Kvm::open());
   if (const unsigned max_vcpus = kvm.max_vcpus(); vcpus > max_vcpus) {
@@ -160,6 +164,8 @@ Result<std::unique_ptr<Machine>> Machine::create(const VmResources& resources, c
   Vm vm = TRY(kvm.create_vm());
   auto machine = std::make_unique<Machine>(Key{}, resources, env, io, std::move(kvm), std::move(vm), std::move(memory));
   TRY_VOID(machine->build(boot_info, std::move(host)));
+  setup.vm_ready = std::chrono::steady_clock::now();
+  machine->markers_ = setup;  // no vCPU thread runs yet
   return machine;
 }
 
@@ -177,7 +183,8 @@ Machine::Machine(Key, const VmResources& resources, const MachineEnvironment& en
       acpi_pm_([this] { stop(StopReason::kPowerOff, "the guest powered off (ACPI S5)"); }),
       status_port_([this](devices::StatusPort::Event event, std::uint32_t payload, BootMarkers::TimePoint when) {
         on_status(event, payload, when);
-      }) {}
+      }),
+      exit_stats_(resources.machine_config.vcpu_count) {}
 
 Machine::~Machine() {
   join_vcpus();
@@ -382,6 +389,7 @@ void Machine::vcpu_loop(Vcpu& vcpu) {
       return;
     }
     exit_counts_[result->index()].fetch_add(1, std::memory_order_relaxed);
+    exit_stats_[vcpu.id()].record(*result);
     std::visit(
         Overloaded{
             [&](const exit::IoIn& e) { handle_io_in(e.port, e.data, e.count); },
@@ -611,6 +619,9 @@ void Machine::park_if_paused() {
 MachineMetrics Machine::metrics() const {
   MachineMetrics m;
   for (std::size_t i = 0; i < exit_counts_.size(); ++i) m.exits[i] = exit_counts_[i].load(std::memory_order_relaxed);
+  std::vector<ExitStats::Snapshot> per_vcpu;
+  for (const ExitStats& stats : exit_stats_) per_vcpu.push_back(stats.snapshot());
+  m.exits_by_address = ExitStats::merge(per_vcpu);
   const std::vector<DriveConfig> drives = resources_.drives_in_guest_order();
   for (std::size_t i = 0; i < drives_.size(); ++i) m.drives.push_back({drives[i].drive_id, drives_[i]->stats()});
   for (std::size_t i = 0; i < nets_.size(); ++i) {

@@ -28,6 +28,7 @@
 #include "devices/virtio/net.h"
 #include "devices/virtio/tap.h"
 #include "vmm/bus.h"
+#include "vmm/exit_stats.h"
 #include "vmm/kvm.h"
 #include "vmm/kvm_irq_line.h"
 #include "memory/guest_memory.h"
@@ -48,6 +49,11 @@ struct MachineEnvironment {
 // come from the status port (container mode only).
 struct BootMarkers {
   using TimePoint = std::chrono::steady_clock::time_point;
+  // The VMM's own set-up, in Machine::create (tools/boot-profile prints each step).
+  std::optional<TimePoint> setup_started;     // Machine::create entered
+  std::optional<TimePoint> memory_ready;      // guest RAM mapped, drives and TAPs opened
+  std::optional<TimePoint> kernel_loaded;     // kernel, initrd and boot structures in guest memory
+  std::optional<TimePoint> vm_ready;          // KVM VM, irqchip, memory slots, devices and vCPUs set up
   std::optional<TimePoint> vcpus_started;     // the vCPU threads were started (first KVM_RUN follows)
   std::optional<TimePoint> init_started;      // microvm-init reported in
   std::optional<TimePoint> workload_started;  // it forked the workload
@@ -88,6 +94,7 @@ struct MachineMetrics {
     devices::virtio::NetDevice::Stats stats;
   };
   std::array<std::uint64_t, std::variant_size_v<VcpuExit>> exits{};
+  ExitStats::Snapshot exits_by_address;  // I/O and MMIO exits by port or address
   std::vector<Drive> drives;  // in guest order (vda, vdb, ...)
   std::vector<Net> nets;      // in guest order (eth0, eth1, ...)
   BootMarkers markers;
@@ -188,6 +195,7 @@ class Machine {
   bool pause_requested_ = false;  // under pause_mutex_
   std::size_t parked_ = 0;        // vCPU threads waiting in park_if_paused (under pause_mutex_)
   std::array<std::atomic<std::uint64_t>, std::variant_size_v<VcpuExit>> exit_counts_{};  // by VcpuExit index
+  std::vector<ExitStats> exit_stats_;  // by port/address, one per vCPU (indexed by vCPU id)
   std::unique_ptr<LoopState> loop_;
   mutable std::mutex exit_mutex_;
   std::optional<MachineExit> exit_;
