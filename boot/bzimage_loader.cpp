@@ -42,6 +42,7 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& memory, std::span<const std
   if (!memory.contains(load, work_end - load.value)) {
     return fail("guest memory too small for this kernel: it needs {} MiB; raise --memory", (work_end >> 20) + 1);
   }
+  TRY_VOID(memory.populate(load, kernel_size));  // not a fault per 4 KiB page of the copy
   TRY_VOID(memory.write(load, image.subspan(kernel_offset)));
   return LoadedKernel{KernelFormat::kBzImage, GuestAddress(load.value + kEntry64Offset), GuestAddress(work_end), hdr};
 }

@@ -73,6 +73,7 @@ Result<LoadedKernel> load_elf(const GuestMemory& memory, std::span<const std::by
   if (!entry_loaded) return fail("malformed ELF: entry point {:#x} is outside the loaded segments", ehdr.e_entry);
   // Only a fully valid image touches guest memory.
   for (const Elf64_Phdr& phdr : loads) {
+    TRY_VOID(memory.populate(GuestAddress(phdr.p_paddr), phdr.p_memsz));  // not a fault per 4 KiB page
     auto dest = TRY(memory.slice(GuestAddress(phdr.p_paddr), phdr.p_memsz));
     std::memcpy(dest.data(), image.data() + phdr.p_offset, phdr.p_filesz);
     std::memset(dest.data() + phdr.p_filesz, 0, phdr.p_memsz - phdr.p_filesz);

@@ -59,6 +59,7 @@ Result<LinuxBootInfo> setup_linux_boot(const GuestMemory& memory, const LinuxBoo
   if (config.initrd) {
     const std::uint64_t addr_max = kernel.header ? hdr.initrd_addr_max : kDefaultInitrdAddrMax;
     const GuestAddress at = TRY(place_initrd(memory, kernel.end, config.initrd->size(), addr_max));
+    TRY_VOID(memory.populate(at, config.initrd->size()));
     TRY_VOID(memory.write(at, *config.initrd));
     hdr.ramdisk_image = static_cast<std::uint32_t>(at.value);
     hdr.ramdisk_size = static_cast<std::uint32_t>(config.initrd->size());

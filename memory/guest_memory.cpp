@@ -1,6 +1,9 @@
 #include "memory/guest_memory.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <cstdint>
 
 namespace microvm {
 
@@ -44,6 +47,17 @@ Result<std::span<std::byte>> GuestMemory::slice(GuestAddress addr, std::uint64_t
   }
   return std::span<std::byte>(region->mapping.data() + (addr.value - region->range.start.value),
                               static_cast<std::size_t>(len));
+}
+
+Result<void> GuestMemory::populate(GuestAddress addr, std::uint64_t len) const {
+  auto host = TRY(slice(addr, len));
+  if (host.empty()) return {};
+  // The region's mapping is page-aligned, so rounding out to pages stays inside it.
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto first = reinterpret_cast<std::uintptr_t>(host.data()) / page * page;
+  const auto end = (reinterpret_cast<std::uintptr_t>(host.data()) + host.size() + page - 1) / page * page;
+  [[maybe_unused]] const int rc = ::madvise(reinterpret_cast<void*>(first), end - first, MADV_POPULATE_WRITE);
+  return {};
 }
 
 Result<void> GuestMemory::read(GuestAddress addr, std::span<std::byte> out) const {

@@ -54,6 +54,12 @@ class GuestMemory {
   // Host view of [addr, addr+len); fails unless the whole range lies in one region.
   [[nodiscard]] Result<std::span<std::byte>> slice(GuestAddress addr, std::uint64_t len) const;
 
+  // Backs [addr, addr+len) with host pages now, in one call (MADV_POPULATE_WRITE, Linux 5.14),
+  // instead of one page fault per page as a copy touches them: for bulk loads (kernel, initrd).
+  // Advisory: a host kernel without it leaves the pages to fault in as before. Fails only for a
+  // range outside guest memory.
+  [[nodiscard]] Result<void> populate(GuestAddress addr, std::uint64_t len) const;
+
   [[nodiscard]] Result<void> read(GuestAddress addr, std::span<std::byte> out) const;
   [[nodiscard]] Result<void> write(GuestAddress addr, std::span<const std::byte> in) const;
 

@@ -206,12 +206,14 @@ bool Machine::paused() const {
 MachineMetrics Machine::metrics() const {
   MachineMetrics m;
   m.exits = vcpus_->exit_counts();
+  m.exits_by_address = vcpus_->exits_by_address();
   const std::vector<DriveConfig> drives = resources_.drives_in_guest_order();
   for (std::size_t i = 0; i < drives_.size(); ++i) m.drives.push_back({drives[i].drive_id, drives_[i]->stats()});
   for (std::size_t i = 0; i < nets_.size(); ++i) {
     m.nets.push_back({resources_.network_interfaces[i].iface_id, nets_[i]->stats()});
   }
   m.console = console_.stats();
+  m.markers = setup_markers_;
   std::lock_guard lock(exit_mutex_);
   m.markers.vcpus_started = vcpus_started_;
   return m;

@@ -50,6 +50,11 @@ struct MachineEnvironment {
 // come from the status port (container mode only: runtime/container_supervisor.h).
 struct BootMarkers {
   using TimePoint = std::chrono::steady_clock::time_point;
+  // The VMM's own set-up, in VmBuilder::build (tools/boot-profile prints each step).
+  std::optional<TimePoint> setup_started;     // the builder entered
+  std::optional<TimePoint> memory_ready;      // guest RAM mapped, drives and TAPs opened
+  std::optional<TimePoint> kernel_loaded;     // kernel, initrd and boot structures in guest memory
+  std::optional<TimePoint> vm_ready;          // KVM VM, irqchip, memory slots, devices and vCPUs set up
   std::optional<TimePoint> vcpus_started;     // the vCPU threads were started (first KVM_RUN follows)
   std::optional<TimePoint> init_started;      // microvm-init reported in
   std::optional<TimePoint> workload_started;  // it forked the workload
@@ -75,6 +80,7 @@ struct MachineMetrics {
     devices::virtio::NetDevice::Stats stats;
   };
   VcpuSet::ExitCounts exits{};
+  ExitStats::Snapshot exits_by_address;  // I/O and MMIO exits by port or address
   std::vector<Drive> drives;  // in guest order (vda, vdb, ...)
   std::vector<Net> nets;      // in guest order (eth0, eth1, ...)
   ConsoleOutput::Stats console;
@@ -165,6 +171,7 @@ class Machine {
   mutable std::mutex exit_mutex_;
   std::optional<MachineExit> exit_;
   std::optional<BootMarkers::TimePoint> vcpus_started_;  // under exit_mutex_
+  BootMarkers setup_markers_;  // the builder's set-up steps (written before any thread runs)
   UniqueFd stop_event_;                                  // eventfd: wakes the event loop when the guest ends
 };
 

@@ -111,4 +111,11 @@ Result<void> Vcpu::set_lapic(const kvm_lapic_state& lapic) const {
   return check(::ioctl(fd_.get(), KVM_SET_LAPIC, &lapic), "KVM_SET_LAPIC");
 }
 
+std::uint32_t Vcpu::tsc_khz() const {
+  // KVM_GET_TSC_KHZ takes no argument and returns the frequency (KVM_CAP_GET_TSC_KHZ); without the
+  // capability it fails, which reads as "unknown".
+  const int khz = ::ioctl(fd_.get(), KVM_GET_TSC_KHZ, 0);
+  return khz > 0 ? static_cast<std::uint32_t>(khz) : 0;
+}
+
 }  // namespace microvm::vmm

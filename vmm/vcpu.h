@@ -29,6 +29,8 @@ class Vcpu {
   [[nodiscard]] Result<void> set_fpu(const kvm_fpu& fpu) const;
   [[nodiscard]] Result<kvm_lapic_state> get_lapic() const;
   [[nodiscard]] Result<void> set_lapic(const kvm_lapic_state& lapic) const;
+  // The guest's TSC frequency in kHz (KVM_GET_TSC_KHZ, api.rst 4.56); 0 when KVM cannot tell.
+  [[nodiscard]] std::uint32_t tsc_khz() const;
   [[nodiscard]] unsigned id() const { return id_; }
 
  private:

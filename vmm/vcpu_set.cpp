@@ -31,7 +31,7 @@ struct Overloaded : Ts... {
 }  // namespace
 
 VcpuSet::VcpuSet(std::vector<Vcpu> vcpus, const Bus& pio, const Bus& mmio, StopFn stop)
-    : vcpus_(std::move(vcpus)), pio_(pio), mmio_(mmio), stop_(std::move(stop)) {}
+    : vcpus_(std::move(vcpus)), pio_(pio), mmio_(mmio), stop_(std::move(stop)), exit_stats_(vcpus_.size()) {}
 
 VcpuSet::~VcpuSet() {
   join();
@@ -115,6 +115,12 @@ VcpuSet::ExitCounts VcpuSet::exit_counts() const {
   return counts;
 }
 
+ExitStats::Snapshot VcpuSet::exits_by_address() const {
+  std::vector<ExitStats::Snapshot> per_vcpu;
+  for (const ExitStats& stats : exit_stats_) per_vcpu.push_back(stats.snapshot());
+  return ExitStats::merge(per_vcpu);
+}
+
 void VcpuSet::stop(StopReason reason, std::string detail) {
   stopping_.store(true);
   stop_(reason, std::move(detail));
@@ -154,6 +160,7 @@ void VcpuSet::run(Vcpu& vcpu) {
       return;
     }
     exit_counts_[result->index()].fetch_add(1, std::memory_order_relaxed);
+    exit_stats_[vcpu.id()].record(*result);
     std::visit(
         Overloaded{
             [&](const exit::IoIn& e) { handle_io_in(e.port, e.data, e.count); },

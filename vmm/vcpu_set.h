@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "vmm/bus.h"
+#include "vmm/exit_stats.h"
 #include "vmm/vcpu.h"
 
 namespace microvm::vmm {
@@ -60,6 +61,8 @@ class VcpuSet {
   [[nodiscard]] bool wait_parked(std::chrono::milliseconds timeout);
 
   [[nodiscard]] ExitCounts exit_counts() const;
+  // I/O and MMIO exits by port or address, all vCPUs merged (the boot profile).
+  [[nodiscard]] ExitStats::Snapshot exits_by_address() const;
   [[nodiscard]] std::size_t size() const { return vcpus_.size(); }
 
  private:
@@ -83,6 +86,7 @@ class VcpuSet {
   bool pause_requested_ = false;  // under pause_mutex_
   std::size_t parked_ = 0;        // threads waiting in park_if_paused (under pause_mutex_)
   std::array<std::atomic<std::uint64_t>, std::variant_size_v<VcpuExit>> exit_counts_{};
+  std::vector<ExitStats> exit_stats_;  // by port/address, one per vCPU (same index as vcpus_)
   std::mutex unclaimed_mutex_;
   std::set<std::uint64_t> unclaimed_ports_;  // logged once each (--verbose)
 };

@@ -61,6 +61,8 @@ Result<std::vector<std::byte>> build_container_initramfs(const std::string& init
 
 Result<std::unique_ptr<Machine>> VmBuilder::build(const VmResources& resources, const MachineEnvironment& env,
                                                   boost::asio::io_context& io) {
+  BootMarkers setup;
+  setup.setup_started = std::chrono::steady_clock::now();
   // Everything that needs no KVM comes first, so a bad file or size is reported on any host.
   const unsigned vcpus = resources.machine_config.vcpu_count;
   const std::uint64_t memory_bytes = resources.machine_config.mem_size_mib << 20;
@@ -98,6 +100,7 @@ Result<std::unique_ptr<Machine>> VmBuilder::build(const VmResources& resources, 
     host.taps.push_back(TRY_CONTEXT(fmt::format("network interface {}", net.host_dev_name),
                                     devices::virtio::Tap::open(net.host_dev_name)));
   }
+  setup.memory_ready = std::chrono::steady_clock::now();
   // Announce the devices first: parameters after a " -- " in the user's command line would go to init.
   std::string cmdline;
   for (std::size_t index = 0; index < virtio_count; ++index) {
@@ -117,6 +120,7 @@ Result<std::unique_ptr<Machine>> VmBuilder::build(const VmResources& resources, 
   if (initrd) boot_config.initrd = initrd->bytes();
   if (resources.container_mode()) boot_config.initrd = std::span<const std::byte>(container_initramfs);
   const boot::LinuxBootInfo boot_info = TRY_CONTEXT(kernel_path, boot::setup_linux_boot(memory, boot_config));
+  setup.kernel_loaded = std::chrono::steady_clock::now();
 
   Kvm kvm = TRY(Kvm::open());
   if (const unsigned max_vcpus = kvm.max_vcpus(); vcpus > max_vcpus) {
@@ -128,6 +132,8 @@ Result<std::unique_ptr<Machine>> VmBuilder::build(const VmResources& resources, 
   Vm vm = TRY(kvm.create_vm());
   std::unique_ptr<Machine> machine(new Machine(resources, env, io, std::move(kvm), std::move(vm), std::move(memory)));
   TRY_VOID(wire(*machine, boot_info, std::move(host)));
+  setup.vm_ready = std::chrono::steady_clock::now();
+  machine->setup_markers_ = setup;  // no vCPU thread runs yet
   return machine;
 }
 

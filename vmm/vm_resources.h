@@ -121,8 +121,10 @@ struct VmResources {
   [[nodiscard]] std::vector<DriveConfig> drives_in_guest_order() const;
   [[nodiscard]] const DriveConfig* root_drive() const;
   // The kernel command line: boot_args when given, else the default for the mode and console
-  // (`console=ttyS0|hvc0`, quiet `loglevel=1` in container mode unless `verbose`, `reboot=k panic=1
-  // pci=off`); in whole-system mode, `root=/dev/vda rw|ro` for a root drive unless it has a root=.
+  // (`console=ttyS0|hvc0`; unless `verbose`, `loglevel=1` in container mode and `quiet` for a
+  // whole system; `reboot=k panic=1 pci=off`; Firecracker's no-probe parameters for the 8250,
+  // i8042 and crypto self-tests); in whole-system mode, `root=/dev/vda rw|ro` for a root drive
+  // unless it has a root=.
   [[nodiscard]] std::string kernel_cmdline(bool verbose) const;
   // Container mode: the spec microvm-init gets (guest/protocol/spec.h). Fails on a guest_ip,
   // guest_gateway or guest_dns that is not IPv4 (the front ends check them first).

@@ -131,7 +131,8 @@ TEST(Controller, ContainerModeKeepsTheRootReadOnlyAndUsesItsCmdline) {
   ASSERT_TRUE(config.put_drive(vmm::DriveConfig{"root", "/r.img", true, false}));
   config.container = vmm::ContainerSpec{{"echo", "hi"}, {"A=1"}, "/srv", std::nullopt, "box"};
   EXPECT_TRUE(config.drives_in_guest_order()[0].is_read_only);
-  EXPECT_EQ(config.kernel_cmdline(false), "console=ttyS0 loglevel=1 reboot=k panic=1 pci=off");
+  EXPECT_EQ(config.kernel_cmdline(false),
+            "console=ttyS0 loglevel=1 reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd cryptomgr.notests");
   auto spec = config.container_spec();
   ASSERT_TRUE(spec.has_value());
   EXPECT_EQ(spec->cwd, "/srv");
@@ -224,7 +225,11 @@ TEST(Controller, MetricsJsonCarriesMarkersOnTheMonotonicClock) {
   const auto start = std::chrono::steady_clock::now();
   vmm::MachineMetrics m;
   m.exits[0] = 7;
+  m.markers.setup_started = start + std::chrono::milliseconds(1);
+  m.markers.kernel_loaded = start + std::chrono::milliseconds(3);
   m.markers.vcpus_started = start + std::chrono::milliseconds(5);
+  m.exits_by_address.entries.push_back({1, 0x3f8, 9});
+  m.exits_by_address.other = 2;
   m.markers.workload_started = start + std::chrono::milliseconds(40);
   m.workload_exit_code = 3;
   m.drives.push_back({"rootfs", devices::virtio::BlockStats{3, 4096, 0, 1, 0}});
@@ -232,6 +237,13 @@ TEST(Controller, MetricsJsonCarriesMarkersOnTheMonotonicClock) {
   EXPECT_EQ(json["drives"][0]["drive_id"], "rootfs");
   EXPECT_EQ(json["drives"][0]["read_bytes"], 4096);
   EXPECT_EQ(json["vcpu_exits"]["io_in"], 7);
+  EXPECT_EQ(json["vcpu_exits_by_address"][0]["kind"], "io_out");
+  EXPECT_EQ(json["vcpu_exits_by_address"][0]["address"], "0x3f8");
+  EXPECT_EQ(json["vcpu_exits_by_address"][0]["count"], 9);
+  EXPECT_EQ(json["vcpu_exits_by_address_other"], 2);
+  EXPECT_DOUBLE_EQ(json["boot_markers"]["setup_started_ms"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(json["boot_markers"]["kernel_loaded_ms"].get<double>(), 3.0);
+  EXPECT_TRUE(json["boot_markers"]["memory_ready_ms"].is_null());
   EXPECT_DOUBLE_EQ(json["boot_markers"]["vcpus_started_ms"].get<double>(), 5.0);
   EXPECT_DOUBLE_EQ(json["boot_markers"]["workload_started_ms"].get<double>(), 40.0);
   EXPECT_TRUE(json["boot_markers"]["init_started_ms"].is_null());

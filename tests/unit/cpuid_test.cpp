@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string_view>
 #include <vector>
@@ -193,6 +194,43 @@ TEST(Cpuid, TscDeadlineTimerOnlyWhenRequested) {
 TEST(Cpuid, DefaultOptionsAreOneVcpu) {
   const kvm_cpuid_entry2 l1 = find(vcpu_cpuid(supported("GenuineIntel"), {}), 0x1);
   EXPECT_EQ(l1.ebx >> 16, 0x0001U);  // APIC ID 0, one logical processor
+}
+
+// KVM's signature leaf as KVM_GET_SUPPORTED_CPUID reports it: "KVMKVMKVM\0\0\0", highest leaf 0x40000001.
+std::vector<kvm_cpuid_entry2> with_kvm_leaves(std::vector<kvm_cpuid_entry2> entries) {
+  entries.push_back(leaf(0x40000000, 0, 0x40000001, 0x4b4d564b, 0x564b4d56, 0x4d));
+  entries.push_back(leaf(0x40000001, 0, 0x01007afb, 0, 0, 0));
+  return entries;
+}
+
+TEST(Cpuid, TimingLeafCarriesTscAndLapicTimerFrequencies) {
+  const auto entries =
+      vcpu_cpuid(with_kvm_leaves(supported("AuthenticAMD")), {.vcpu_index = 0, .vcpu_count = 1, .tsc_khz = 2'994'374});
+  const kvm_cpuid_entry2 timing = find(entries, 0x40000010);
+  EXPECT_EQ(timing.eax, 2'994'374U);  // TSC, kHz
+  EXPECT_EQ(timing.ebx, 1'000'000U);  // KVM's LAPIC timer: 1 GHz
+  EXPECT_EQ(timing.ecx, 0U);
+  EXPECT_EQ(timing.edx, 0U);
+  const kvm_cpuid_entry2 base = find(entries, 0x40000000);
+  EXPECT_EQ(base.eax, 0x40000010U) << "the highest hypervisor leaf now covers the timing leaf";
+  EXPECT_EQ(base.ebx, 0x4b4d564bU) << "the KVM signature is kept";
+  EXPECT_EQ(find(entries, 0x40000001).eax, 0x01007afbU) << "KVM's feature leaf is kept";
+}
+
+TEST(Cpuid, NoTimingLeafWithoutAFrequencyOrAKvmSignature) {
+  const auto unknown = vcpu_cpuid(with_kvm_leaves(supported("GenuineIntel")), {});
+  EXPECT_EQ(find(unknown, 0x40000000).eax, 0x40000001U);
+  EXPECT_TRUE(std::ranges::none_of(unknown, [](const auto& e) { return e.function == 0x40000010; }));
+  const auto no_base = vcpu_cpuid(supported("GenuineIntel"), {.tsc_khz = 1'000'000});
+  EXPECT_TRUE(std::ranges::none_of(no_base, [](const auto& e) { return e.function == 0x40000010; }));
+}
+
+TEST(Cpuid, TimingLeafReplacesOneKvmAlreadyListed) {
+  auto input = with_kvm_leaves(supported("GenuineIntel"));
+  input.push_back(leaf(0x40000010, 0, 1, 2, 3, 4));
+  const auto entries = vcpu_cpuid(input, {.tsc_khz = 3'000'000});
+  EXPECT_EQ(std::ranges::count_if(entries, [](const auto& e) { return e.function == 0x40000010; }), 1);
+  EXPECT_EQ(find(entries, 0x40000010).eax, 3'000'000U);
 }
 
 }  // namespace

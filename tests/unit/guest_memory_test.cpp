@@ -3,7 +3,10 @@
 #include "memory/guest_memory.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <array>
 #include <cstdint>
@@ -128,6 +131,31 @@ TEST_F(SingleRegion, FailedWriteChangesNothing) {
   test::fill(memory_, GuestAddress(kSize - 4), 4, 0x11);
   EXPECT_ERROR_CONTAINS(memory_.write(GuestAddress(kSize - 4), test::pattern(8)), "outside guest memory");
   EXPECT_EQ(test::guest_bytes(memory_, GuestAddress(kSize - 4), 4), std::vector<std::byte>(4, std::byte{0x11}));
+}
+
+// Resident pages of a host range, by mincore().
+std::size_t resident_pages(std::span<const std::byte> host) {
+  const auto first = reinterpret_cast<std::uintptr_t>(host.data()) / kPage * kPage;
+  const auto end = (reinterpret_cast<std::uintptr_t>(host.data()) + host.size() + kPage - 1) / kPage * kPage;
+  std::vector<unsigned char> vec((end - first) / kPage);
+  if (::mincore(reinterpret_cast<void*>(first), end - first, vec.data()) != 0) return 0;
+  return static_cast<std::size_t>(std::count_if(vec.begin(), vec.end(), [](unsigned char v) { return v & 1; }));
+}
+
+TEST_F(SingleRegion, PopulateBacksTheRangeWithoutChangingIt) {
+  const auto host = memory_.slice(GuestAddress(0x10000), 16 * kPage).value();
+  ASSERT_TRUE(memory_.populate(GuestAddress(0x10000 + 1), 16 * kPage - 2).has_value());  // rounds out to pages
+  EXPECT_EQ(resident_pages(host), 16U);
+  EXPECT_EQ(test::guest_bytes(memory_, GuestAddress(0x10000), 16 * kPage),
+            std::vector<std::byte>(16 * kPage, std::byte{0}));
+  ASSERT_TRUE(memory_.write(GuestAddress(0x10000), test::pattern(64)).has_value());
+  ASSERT_TRUE(memory_.populate(GuestAddress(0x10000), kPage).has_value());
+  EXPECT_EQ(test::guest_bytes(memory_, GuestAddress(0x10000), 64), test::pattern(64)) << "data is kept";
+  EXPECT_TRUE(memory_.populate(GuestAddress(0x10000), 0).has_value());
+}
+
+TEST_F(SingleRegion, PopulateOutsideFails) {
+  EXPECT_ERROR_CONTAINS(memory_.populate(GuestAddress(kSize - kPage), 2 * kPage), "outside guest memory");
 }
 
 TEST_F(SingleRegion, SliceIsAHostViewOfGuestMemory) {

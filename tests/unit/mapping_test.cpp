@@ -6,6 +6,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -50,6 +52,41 @@ TEST(Mapping, AnonymousIsZeroedAndWritable) {
   EXPECT_EQ(m->data()[8191], std::byte{0});
   m->data()[8191] = std::byte{0x5a};
   EXPECT_EQ(m->bytes()[8191], std::byte{0x5a});
+}
+
+// The VmFlags line of the smaps entry that starts at `address` ("" when there is none).
+std::string vm_flags_at(const void* address) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto want = reinterpret_cast<std::uintptr_t>(address);
+  std::string line;
+  bool in_entry = false;
+  while (std::getline(smaps, line)) {
+    if (const auto dash = line.find('-'); dash != std::string::npos && line.find(' ') > dash &&
+                                          std::isxdigit(static_cast<unsigned char>(line[0]))) {
+      in_entry = std::stoull(line.substr(0, dash), nullptr, 16) == want;
+    } else if (in_entry && line.starts_with("VmFlags:")) {
+      return line;
+    }
+  }
+  return "";
+}
+
+TEST(Mapping, GuestSizedRamIsHugePageAlignedAndAdvised) {
+  for (const std::size_t size : {Mapping::kHugePageSize, std::size_t{128} << 20, (std::size_t{3} << 20) + 4096}) {
+    auto m = Mapping::anonymous(size);
+    ASSERT_TRUE(m.has_value()) << m.error().message;
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(m->data()) % Mapping::kHugePageSize, 0U) << size;
+    EXPECT_EQ(m->size(), size);
+    EXPECT_NE(vm_flags_at(m->data()).find(" hg"), std::string::npos) << "MADV_HUGEPAGE: " << vm_flags_at(m->data());
+    m->data()[size - 1] = std::byte{1};  // the whole size is mapped
+    EXPECT_TRUE(is_mapped(m->data() + size - 1));
+  }
+}
+
+TEST(Mapping, SmallAnonymousMemoryIsNotAdvised) {
+  auto m = Mapping::anonymous(64 * 1024);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(vm_flags_at(m->data()).find(" hg"), std::string::npos);
 }
 
 TEST(Mapping, AnonymousTooLargeFails) {

@@ -192,6 +192,13 @@ nlohmann::json metrics_json(const vmm::MachineMetrics& m, std::chrono::steady_cl
   nlohmann::json exits = nlohmann::json::object();
   for (std::size_t i = 0; i < m.exits.size(); ++i) exits[vmm::kExitNames[i]] = m.exits[i];
   out["vcpu_exits"] = exits;
+  // I/O and MMIO exits by port or guest-physical address, most first (tools/boot-profile reads it).
+  nlohmann::json by_address = nlohmann::json::array();
+  for (const vmm::ExitStats::Entry& e : m.exits_by_address.entries) {
+    by_address.push_back({{"kind", vmm::kExitNames[e.kind]}, {"address", fmt::format("{:#x}", e.address)}, {"count", e.count}});
+  }
+  out["vcpu_exits_by_address"] = by_address;
+  out["vcpu_exits_by_address_other"] = m.exits_by_address.other;
   nlohmann::json drives = nlohmann::json::array();
   for (const auto& [drive_id, d] : m.drives) {
     drives.push_back({{"drive_id", drive_id},
@@ -218,6 +225,10 @@ nlohmann::json metrics_json(const vmm::MachineMetrics& m, std::chrono::steady_cl
   auto mark = [&](const char* name, const std::optional<vmm::BootMarkers::TimePoint>& when) {
     markers[name] = when ? nlohmann::json(ms_since(process_start, *when)) : nlohmann::json(nullptr);
   };
+  mark("setup_started_ms", m.markers.setup_started);
+  mark("memory_ready_ms", m.markers.memory_ready);
+  mark("kernel_loaded_ms", m.markers.kernel_loaded);
+  mark("vm_ready_ms", m.markers.vm_ready);
   mark("vcpus_started_ms", m.markers.vcpus_started);
   mark("init_started_ms", m.markers.init_started);
   mark("workload_started_ms", m.markers.workload_started);

@@ -89,8 +89,21 @@ std::vector<kvm_cpuid_entry2> vcpu_cpuid(std::vector<kvm_cpuid_entry2> entries, 
           e.ecx = 0;               // one node
         }
         break;
+      case kLeafHypervisorBase:
+        if (options.tsc_khz != 0) e.eax = std::max(e.eax, kLeafHypervisorTiming);
+        break;
       default: break;
     }
+  }
+  // The timing leaf, when the frequency is known and KVM's signature leaf is there to announce it.
+  const bool has_base = std::ranges::any_of(entries, [](const auto& e) { return e.function == kLeafHypervisorBase; });
+  if (options.tsc_khz != 0 && has_base) {
+    std::erase_if(entries, [](const auto& e) { return e.function == kLeafHypervisorTiming; });
+    kvm_cpuid_entry2 timing{};
+    timing.function = kLeafHypervisorTiming;
+    timing.eax = options.tsc_khz;
+    timing.ebx = kKvmLapicTimerKhz;
+    entries.push_back(timing);
   }
   return entries;
 }

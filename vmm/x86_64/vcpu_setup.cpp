@@ -70,7 +70,7 @@ kvm_segment to_kvm_segment(const boot::Segment& s) {
 
 Result<void> setup_vcpu_platform(const Vcpu& vcpu, const std::vector<kvm_cpuid_entry2>& supported, unsigned vcpu_count,
                                  bool tsc_deadline_timer) {
-  TRY_VOID(vcpu.set_cpuid(vcpu_cpuid(supported, {vcpu.id(), vcpu_count, tsc_deadline_timer})));
+  TRY_VOID(vcpu.set_cpuid(vcpu_cpuid(supported, {vcpu.id(), vcpu_count, tsc_deadline_timer, vcpu.tsc_khz()})));
 
   const kvm_msr_entry msrs[] = {
       {kMsrSysenterCs, 0, 0},

@@ -12,7 +12,8 @@
 
 namespace microvm::vmm {
 
-// For every vCPU: CPUID, MSRs, FPU, LAPIC LINT0 = ExtINT, LINT1 = NMI.
+// For every vCPU: CPUID (with the TSC frequency in the timing leaf), MSRs, FPU, LAPIC LINT0 =
+// ExtINT, LINT1 = NMI.
 [[nodiscard]] Result<void> setup_vcpu_platform(const Vcpu& vcpu, const std::vector<kvm_cpuid_entry2>& supported,
                                                unsigned vcpu_count, bool tsc_deadline_timer);
 // For the boot vCPU only (the others wait for INIT/SIPI from Linux): registers and segments.
