@@ -138,7 +138,8 @@ void ConsoleOutput::run_writer() {
     if (stopping_) return;
     // One contiguous piece of the ring at a time.
     const std::size_t n = std::min({buffered_, kChunkBytes, capacity_ - head_});
-    chunk.assign(ring_.begin() + static_cast<std::ptrdiff_t>(head_), ring_.begin() + static_cast<std::ptrdiff_t>(head_ + n));
+    chunk.assign(ring_.begin() + static_cast<std::ptrdiff_t>(head_),
+                 ring_.begin() + static_cast<std::ptrdiff_t>(head_ + n));
     head_ = (head_ + n) % capacity_;
     buffered_ -= n;
     in_flight_ = n;

@@ -81,8 +81,8 @@ struct MachineMetrics {
   };
   VcpuSet::ExitCounts exits{};
   ExitStats::Snapshot exits_by_address;  // I/O and MMIO exits by port or address
-  std::vector<Drive> drives;  // in guest order (vda, vdb, ...)
-  std::vector<Net> nets;      // in guest order (eth0, eth1, ...)
+  std::vector<Drive> drives;             // in guest order (vda, vdb, ...)
+  std::vector<Net> nets;                 // in guest order (eth0, eth1, ...)
   ConsoleOutput::Stats console;
   BootMarkers markers;
   std::optional<int> workload_exit_code;  // container mode (filled in by the supervisor's owner)
@@ -171,7 +171,7 @@ class Machine {
   mutable std::mutex exit_mutex_;
   std::optional<MachineExit> exit_;
   std::optional<BootMarkers::TimePoint> vcpus_started_;  // under exit_mutex_
-  BootMarkers setup_markers_;  // the builder's set-up steps (written before any thread runs)
+  BootMarkers setup_markers_;                            // the builder's set-up steps (written before any thread runs)
   UniqueFd stop_event_;                                  // eventfd: wakes the event loop when the guest ends
 };
 

@@ -93,8 +93,8 @@ Result<std::unique_ptr<Machine>> VmBuilder::build(const VmResources& resources, 
   }
   HostResources host;
   for (const DriveConfig& drive : drives) {
-    host.drives.push_back(
-        TRY(devices::virtio::BlockDevice::open({drive.path_on_host, drive.is_read_only, drive.drive_id}, io.get_executor())));
+    host.drives.push_back(TRY(devices::virtio::BlockDevice::open(
+        {drive.path_on_host, drive.is_read_only, drive.drive_id}, io.get_executor())));
   }
   for (const NetworkInterfaceConfig& net : resources.network_interfaces) {
     host.taps.push_back(TRY_CONTEXT(fmt::format("network interface {}", net.host_dev_name),

@@ -10,8 +10,8 @@
 #include <cstdint>
 #include <optional>
 
-#include "devices/virtio/descriptor_chain.h"
 #include "base/error.h"
+#include "devices/virtio/descriptor_chain.h"
 #include "memory/guest_memory.h"
 
 namespace microvm::devices::virtio {

@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <span>
 
-#include "devices/virtio/queue.h"
 #include "base/error.h"
+#include "devices/virtio/queue.h"
 #include "memory/guest_memory.h"
 
 namespace microvm::devices::virtio {

@@ -18,13 +18,13 @@
 #include <string>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "guest/init/files.h"
+#include "guest/init/system.h"
+#include "guest/init/workload.h"
 #include "guest/protocol/spec.h"
 #include "guest/protocol/status_port.h"
-#include "guest/init/system.h"
 #include "guest/protocol/user.h"
-#include "guest/init/workload.h"
-#include "base/unique_fd.h"
 
 namespace microvm::guest {
 namespace {

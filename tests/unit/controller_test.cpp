@@ -132,7 +132,8 @@ TEST(Controller, ContainerModeKeepsTheRootReadOnlyAndUsesItsCmdline) {
   config.container = vmm::ContainerSpec{{"echo", "hi"}, {"A=1"}, "/srv", std::nullopt, "box"};
   EXPECT_TRUE(config.drives_in_guest_order()[0].is_read_only);
   EXPECT_EQ(config.kernel_cmdline(false),
-            "console=ttyS0 loglevel=1 reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd cryptomgr.notests");
+            "console=ttyS0 loglevel=1 reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp "
+            "i8042.dumbkbd cryptomgr.notests");
   auto spec = config.container_spec();
   ASSERT_TRUE(spec.has_value());
   EXPECT_EQ(spec->cwd, "/srv");

@@ -61,8 +61,8 @@ std::string vm_flags_at(const void* address) {
   std::string line;
   bool in_entry = false;
   while (std::getline(smaps, line)) {
-    if (const auto dash = line.find('-'); dash != std::string::npos && line.find(' ') > dash &&
-                                          std::isxdigit(static_cast<unsigned char>(line[0]))) {
+    if (const auto dash = line.find('-');
+        dash != std::string::npos && line.find(' ') > dash && std::isxdigit(static_cast<unsigned char>(line[0]))) {
       in_entry = std::stoull(line.substr(0, dash), nullptr, 16) == want;
     } else if (in_entry && line.starts_with("VmFlags:")) {
       return line;

@@ -94,7 +94,8 @@ std::string cmdline_of(const StartOptions& o) {
 }
 
 constexpr std::string_view kDefaultCmdline =
-    "console=ttyS0 quiet reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd cryptomgr.notests";
+    "console=ttyS0 quiet reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd "
+    "cryptomgr.notests";
 
 TEST(CommandLine, Defaults) {
   const StartOptions o = parse_start({"start", "--kernel", "vmlinux"});
@@ -200,7 +201,9 @@ TEST(CommandLine, BadNetworkOptionsAreNamed) {
 TEST(CommandLine, VirtioConsoleChangesTheDefaultConsole) {
   const StartOptions o = parse_start({"start", "--kernel", "k", "--console", "virtio"});
   EXPECT_EQ(o.vm.console, vmm::ConsoleKind::kVirtio);
-  EXPECT_EQ(cmdline_of(o), "console=hvc0 quiet reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd cryptomgr.notests");
+  EXPECT_EQ(cmdline_of(o),
+            "console=hvc0 quiet reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp "
+            "i8042.dumbkbd cryptomgr.notests");
   EXPECT_EQ(parse_start({"start", "--kernel", "k"}).vm.console, vmm::ConsoleKind::kSerial);
   EXPECT_EQ(cmdline_of(parse_start({"start", "--kernel", "k", "--console", "virtio", "--cmdline", "x"})), "x");
   EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "k", "--console", "vga"}), "--console");
@@ -219,7 +222,9 @@ TEST(CommandLine, ContainerCommandAfterDashes) {
   const auto drives = o.vm.drives_in_guest_order();
   ASSERT_EQ(drives.size(), 1U);
   EXPECT_TRUE(drives[0].is_read_only) << "container mode never writes the image";
-  EXPECT_EQ(cmdline_of(o), "console=ttyS0 loglevel=1 reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd cryptomgr.notests");
+  EXPECT_EQ(cmdline_of(o),
+            "console=ttyS0 loglevel=1 reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp "
+            "i8042.dumbkbd cryptomgr.notests");
   EXPECT_EQ(cmdline_of(o).find("root="), std::string::npos) << "the init mounts the root drive itself";
 }
 
@@ -234,16 +239,22 @@ TEST(CommandLine, ContainerOptionsAreChecked) {
 
 TEST(CommandLine, VerboseContainerModeKeepsKernelMessages) {
   const StartOptions o = parse_start({"start", "-v", "--", "true"});
-  EXPECT_EQ(cmdline_of(o), "console=ttyS0 reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd cryptomgr.notests");
+  EXPECT_EQ(cmdline_of(o),
+            "console=ttyS0 reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd "
+            "cryptomgr.notests");
   const StartOptions virtio = parse_start({"start", "--console", "virtio", "--", "true"});
-  EXPECT_EQ(cmdline_of(virtio), "console=hvc0 loglevel=1 reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd cryptomgr.notests")
+  EXPECT_EQ(cmdline_of(virtio),
+            "console=hvc0 loglevel=1 reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp "
+            "i8042.dumbkbd cryptomgr.notests")
       << "quiet on either console";
 }
 
 TEST(CommandLine, WholeSystemIsQuietUnlessVerbose) {
   EXPECT_TRUE(cmdline_of(parse_start({"start", "--kernel", "k"})).starts_with("console=ttyS0 quiet "));
   const std::string verbose = cmdline_of(parse_start({"start", "--kernel", "k", "--verbose"}));
-  EXPECT_EQ(verbose, "console=ttyS0 reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd cryptomgr.notests");
+  EXPECT_EQ(verbose,
+            "console=ttyS0 reboot=k panic=1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd "
+            "cryptomgr.notests");
   EXPECT_EQ(verbose.find("quiet"), std::string::npos);
   EXPECT_EQ(verbose.find("loglevel"), std::string::npos);
 }

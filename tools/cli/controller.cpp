@@ -195,7 +195,8 @@ nlohmann::json metrics_json(const vmm::MachineMetrics& m, std::chrono::steady_cl
   // I/O and MMIO exits by port or guest-physical address, most first (tools/boot-profile reads it).
   nlohmann::json by_address = nlohmann::json::array();
   for (const vmm::ExitStats::Entry& e : m.exits_by_address.entries) {
-    by_address.push_back({{"kind", vmm::kExitNames[e.kind]}, {"address", fmt::format("{:#x}", e.address)}, {"count", e.count}});
+    by_address.push_back(
+        {{"kind", vmm::kExitNames[e.kind]}, {"address", fmt::format("{:#x}", e.address)}, {"count", e.count}});
   }
   out["vcpu_exits_by_address"] = by_address;
   out["vcpu_exits_by_address_other"] = m.exits_by_address.other;

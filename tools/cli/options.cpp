@@ -110,7 +110,8 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
                         "tools/prepare-defaults made)");
   start_cmd->add_option("--initrd", initrd, "Initial ramdisk (cpio archive, optionally compressed)");
   start_cmd->add_option("--cmdline", cmdline, "Kernel command line")
-      ->default_str(vmm::VmResources{}.kernel_cmdline(false) + " (container mode: loglevel=1 for quiet; --verbose: neither)");
+      ->default_str(vmm::VmResources{}.kernel_cmdline(false) +
+                    " (container mode: loglevel=1 for quiet; --verbose: neither)");
   start_cmd->add_option("--cpus", cpus, "Number of vCPUs")->default_str("1");
   start_cmd->add_option("--memory", memory, "Guest memory, e.g. 256M or 1G")->default_str("128M");
   std::string rootfs, console = "serial";
