@@ -1,6 +1,7 @@
 #include "vmm/exit_stats.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace microvm::vmm {
 
@@ -35,8 +36,12 @@ ExitStats::Snapshot ExitStats::sorted(const std::map<Key, std::uint64_t>& counts
   Snapshot out;
   out.other = other;
   for (const auto& [key, count] : counts) out.entries.push_back(Entry{key.first, key.second, count});
-  // std::map iterates in key order, so a stable sort by count keeps ties by kind, then address.
-  std::ranges::stable_sort(out.entries, [](const Entry& a, const Entry& b) { return a.count > b.count; });
+  // Most exits first, ties by kind, then address: a total order, so std::sort is deterministic
+  // (std::stable_sort uses libstdc++ 12's deprecated get_temporary_buffer, which Clang refuses).
+  std::ranges::sort(out.entries, [](const Entry& a, const Entry& b) {
+    if (a.count != b.count) return a.count > b.count;
+    return std::pair(a.kind, a.address) < std::pair(b.kind, b.address);
+  });
   return out;
 }
 

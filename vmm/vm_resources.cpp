@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <iterator>
 
 #include "base/error.h"
 #include "guest/protocol/ipv4.h"
@@ -60,8 +61,12 @@ void VmResources::put_network_interface(const NetworkInterfaceConfig& interface)
 }
 
 std::vector<DriveConfig> VmResources::drives_in_guest_order() const {
-  std::vector<DriveConfig> ordered = drives;
-  std::ranges::stable_partition(ordered, [](const DriveConfig& d) { return d.is_root_device; });
+  // The root drive first, the others in the order they were added. (Not std::stable_partition:
+  // libstdc++ 12's uses get_temporary_buffer, deprecated, which Clang's -Werror refuses.)
+  std::vector<DriveConfig> ordered;
+  ordered.reserve(drives.size());
+  std::ranges::copy_if(drives, std::back_inserter(ordered), [](const DriveConfig& d) { return d.is_root_device; });
+  std::ranges::copy_if(drives, std::back_inserter(ordered), [](const DriveConfig& d) { return !d.is_root_device; });
   if (container_mode() && !ordered.empty() && ordered.front().is_root_device) ordered.front().is_read_only = true;
   return ordered;
 }
