@@ -70,7 +70,8 @@ std::size_t ConsoleDevice::enqueue_input(std::span<const std::uint8_t> bytes) {
     accepted += count;
     delivered = receive_locked(budget) || delivered;
   }
-  if (delivered) signal_used_locked(kReceiveQueue);
+  // A later round may have failed the device after an earlier one delivered: no interrupt then.
+  if (delivered && live_locked()) signal_used_locked(kReceiveQueue);
   return accepted;
 }
 

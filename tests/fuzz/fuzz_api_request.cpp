@@ -28,6 +28,7 @@ namespace {
 using microvm::Result;
 using nlohmann::json;
 namespace api = microvm::api;
+namespace guest = microvm::guest;
 
 bool valid_id(const std::string& id) {
   constexpr std::size_t kMaxIdLength = 64;  // Firecracker's resource ids
