@@ -70,8 +70,7 @@ std::size_t ConsoleDevice::enqueue_input(std::span<const std::uint8_t> bytes) {
     accepted += count;
     delivered = receive_locked(budget) || delivered;
   }
-  // A later round may have failed the device after an earlier one delivered: no interrupt then.
-  if (delivered && live_locked()) signal_used_locked(kReceiveQueue);
+  if (delivered) signal_used_locked(kReceiveQueue);
   return accepted;
 }
 
@@ -200,7 +199,7 @@ void ConsoleDevice::transmit() {
     }
     used = true;
   }
-  if (used && live_locked()) signal_used_locked(kTransmitQueue);
+  if (used) signal_used_locked(kTransmitQueue);
 }
 
 bool ConsoleDevice::receive_locked(unsigned& budget) {
@@ -229,7 +228,7 @@ bool ConsoleDevice::receive_locked(unsigned& budget) {
     }
     used = true;
   }
-  return used && live_locked();
+  return used;
 }
 
 Result<std::uint32_t> ConsoleDevice::fill_locked(const DescriptorChain& chain) {
@@ -255,6 +254,9 @@ Result<std::uint32_t> ConsoleDevice::fill_locked(const DescriptorChain& chain) {
 }
 
 void ConsoleDevice::signal_used_locked(std::uint16_t queue) {
+  // After a device error (or a reset) the driver hears of that instead, though chains completed
+  // before it: an input round may fail the device after an earlier round delivered.
+  if (!live_locked()) return;
   auto needed = queues_[queue].needs_notification(*memory_);
   if (!needed) return fail_locked(needed.error().context(queue == kReceiveQueue ? "receiveq0" : "transmitq0"));
   if (*needed) interrupt_->signal_used_buffers();

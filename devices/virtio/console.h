@@ -80,8 +80,8 @@ class ConsoleDevice final : public VirtioDevice {
   bool receive_locked(unsigned& budget);
   void receive_deferred();
   [[nodiscard]] Result<std::uint32_t> fill_locked(const DescriptorChain& chain);  // bytes written
-  void signal_used_locked(std::uint16_t queue);
-  void fail_locked(const Error& error);  // the driver broke the queue: stop until reset()
+  void signal_used_locked(std::uint16_t queue);  // the interrupt if due; none once failed or reset
+  void fail_locked(const Error& error);          // the driver broke the queue: stop until reset()
 
   const OutputSink sink_;
 
