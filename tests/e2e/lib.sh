@@ -11,6 +11,12 @@ check() {
   if "${@:2}"; then pass "$1"; else failed "$1"; fi
 }
 
+# sandbox_triple_fault LOG: true when this runs in the nested sandbox and LOG shows that the guest
+# triple-faulted there (the emulated CPU's fault: README, "Where KVM comes from").
+sandbox_triple_fault() {
+  [[ ${MICROVM_SANDBOX_GUEST:-} == 1 ]] && grep -aq "triple-faulted" "$1"
+}
+
 # finish [--retry-on-triple-fault LOG]: ends the script. No failure: "all checks passed", exit 0.
 # Else "---- N check(s) failed ----" and exit 1 — or, with --retry-on-triple-fault, exit 75 when
 # this runs in the nested sandbox and LOG shows that the guest triple-faulted: the emulated CPU's
@@ -23,7 +29,7 @@ finish() {
     exit 0
   fi
   echo "---- $failures check(s) failed ----"
-  if [[ ${1:-} == --retry-on-triple-fault && ${MICROVM_SANDBOX_GUEST:-} == 1 ]] && grep -aq "triple-faulted" "$2"; then
+  if [[ ${1:-} == --retry-on-triple-fault ]] && sandbox_triple_fault "$2"; then
     echo "the guest triple-faulted in the nested sandbox, a fault of the emulated CPU (exit 75):" \
       "$(grep -a -m1 "triple-faulted" "$2" | tr -d '\r')"
     exit 75
