@@ -108,7 +108,9 @@ Result<guest::Spec> VmResources::container_spec() const {
   spec.cwd = c.cwd.value_or("/");
   spec.user = c.user.value_or("");
   spec.hostname = hostname;
-  spec.root = guest::RootSpec{std::string(kRootDevice), "ext4", true};
+  spec.root = guest::RootSpec{std::string(kRootDevice), "ext4", !c.read_only_root};
+  spec.additional_gids = c.additional_gids;
+  for (const ContainerFile& file : c.files) spec.files.push_back(guest::FileSpec{file.path, file.contents, file.mode});
   spec.stop_grace_ms = kStopGraceMs;
   for (std::size_t i = 0; i < network_interfaces.size(); ++i) {
     const NetworkInterfaceConfig& net = network_interfaces[i];

@@ -78,6 +78,17 @@ struct NetworkInterfaceConfig {
   bool operator==(const NetworkInterfaceConfig&) const = default;
 };
 
+// A small file microvm-init writes into the container's root before the workload starts: how the
+// OCI runtime delivers the engine's own files (/etc/hosts, /etc/hostname, /etc/resolv.conf,
+// /run/.containerenv), which runc bind-mounts from the host (runtime/oci/bundle.h).
+struct ContainerFile {
+  std::string path;  // absolute, in the container
+  std::string contents;
+  std::uint32_t mode = 0644;
+
+  bool operator==(const ContainerFile&) const = default;
+};
+
 // PUT /microvm/container (microvm's own): the workload of container mode.
 struct ContainerSpec {
   std::vector<std::string> args;  // non-empty
@@ -85,6 +96,9 @@ struct ContainerSpec {
   std::optional<std::string> cwd;
   std::optional<std::string> user;  // "", NAME, UID, NAME:GROUP or UID:GID (the guest resolves it)
   std::optional<std::string> hostname;
+  std::vector<std::uint32_t> additional_gids = {};  // added to the user's supplementary groups (OCI additionalGids)
+  std::vector<ContainerFile> files = {};
+  bool read_only_root = false;  // no writable overlay: the root is the image, mounted read-only (OCI root.readonly)
 
   bool operator==(const ContainerSpec&) const = default;
 };

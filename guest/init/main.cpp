@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -188,6 +189,10 @@ Result<Workload> prepare_workload(const Spec& spec) {
   };
   auto credentials = resolve_user(spec.user, as_view(*passwd), as_view(*group));
   if (!credentials) return std::unexpected(credentials.error());
+  for (const std::uint32_t gid : spec.additional_gids) {
+    std::vector<std::uint32_t>& groups = credentials->supplementary_gids;
+    if (std::find(groups.begin(), groups.end(), gid) == groups.end()) groups.push_back(gid);
+  }
   if (auto made = sys::make_directories(spec.cwd, kWorkdirMode); !made) {
     return std::unexpected(made.error().context("working directory"));
   }
@@ -209,6 +214,7 @@ Result<int> run(const sys::StatusPort& port, int signal_fd) {
   if (!spec) return std::unexpected(spec.error());
 
   if (auto ok = sys::prepare_root(spec->root, all_dns_servers(*spec)); !ok) return std::unexpected(ok.error());
+  if (auto ok = sys::install_files(spec->files); !ok) return std::unexpected(ok.error());
   if (auto ok = sys::switch_root(sys::kNewRoot); !ok) return std::unexpected(ok.error());
   if (auto ok = sys::set_hostname(spec->hostname); !ok) return std::unexpected(ok.error());
   if (auto ok = sys::configure_network(spec->network); !ok) return std::unexpected(ok.error());

@@ -257,9 +257,9 @@ Result<void> prepare_root(const RootSpec& root, const std::vector<Ipv4Address>& 
   if (auto ok = wait_for_device(root.device); !ok) return ok;
   const std::string new_root(kNewRoot);
   const std::string rw(kRwDir);
-  if (root.writable_overlay || !dns.empty()) {
-    if (auto ok = mount_at("tmpfs", rw, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"); !ok) return ok;
-  }
+  // Scratch space for the overlay's upper layer and for what is bind-mounted over a read-only root
+  // (resolv.conf, spec.files).
+  if (auto ok = mount_at("tmpfs", rw, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"); !ok) return ok;
   if (root.writable_overlay) {
     const std::string lower(kLowerDir);
     if (auto ok = mount_image(root, lower); !ok) return ok;
@@ -273,6 +273,40 @@ Result<void> prepare_root(const RootSpec& root, const std::vector<Ipv4Address>& 
   }
   if (auto ok = mount_api_filesystems(); !ok) return ok;
   if (!dns.empty()) return install_resolv_conf(dns, root.writable_overlay);
+  return {};
+}
+
+Result<void> install_files(const std::vector<FileSpec>& files) {
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    const FileSpec& file = files[i];
+    const std::string target = join(kNewRoot, file.path);
+    const std::string parent = target.substr(0, target.rfind('/'));
+    // A read-only root may lack the directory: then the file cannot be placed, which is reported below.
+    (void)make_directories(parent, kDirMode);
+    if (::access(parent.c_str(), W_OK) == 0) {  // EROFS on a read-only root
+      if (::unlink(target.c_str()) != 0 && errno != ENOENT) {
+        const int err = errno;
+        return fail_errno("cannot replace " + file.path, err);
+      }
+      if (auto written = write_file(target, file.contents); !written) return written;
+      if (::chmod(target.c_str(), file.mode) != 0) {
+        const int err = errno;
+        return fail_errno("cannot set the mode of " + file.path, err);
+      }
+      continue;
+    }
+    struct stat st {};
+    if (::lstat(target.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return fail("cannot place " + file.path + ": the read-only root has no regular file there to cover");
+    }
+    const std::string source = join(kRwDir, "/file" + std::to_string(i));
+    if (auto written = write_file(source, file.contents); !written) return written;
+    if (::chmod(source.c_str(), file.mode) != 0) {
+      const int err = errno;
+      return fail_errno("cannot set the mode of " + source, err);
+    }
+    if (auto mounted = mount_at(source, target, "", MS_BIND, ""); !mounted) return mounted;
+  }
   return {};
 }
 

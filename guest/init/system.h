@@ -38,6 +38,9 @@ void drain_console(int fd);
 // inside it (/proc, /sys and /dev moved from the initramfs; /dev/pts, /dev/shm, /run,
 // /sys/fs/cgroup), and /etc/resolv.conf for the given name servers (none: the image's is kept).
 [[nodiscard]] Result<void> prepare_root(const RootSpec& root, const std::vector<Ipv4Address>& dns);
+// Writes spec.files into kNewRoot (after prepare_root): each replaces what the image has at its
+// path; where the root is read-only, the contents are bind-mounted over the image's regular file.
+[[nodiscard]] Result<void> install_files(const std::vector<FileSpec>& files);
 // Makes `new_root` the root directory the way busybox's switch_root does: chdir, MS_MOVE onto
 // "/", chroot(".").
 [[nodiscard]] Result<void> switch_root(std::string_view new_root);

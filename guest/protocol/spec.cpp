@@ -178,10 +178,67 @@ Result<void> parse_network(const json& value, Spec& spec) {
   return {};
 }
 
+Result<void> parse_additional_gids(const json& value, Spec& spec) {
+  if (!value.is_array()) return bad("additional_gids", "must be an array of group ids");
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    if (!value[i].is_number_unsigned() || value[i].get<std::uint64_t>() > kMaxId) {
+      return bad("additional_gids[" + std::to_string(i) + "]", "must be a group id 0.." + std::to_string(kMaxId));
+    }
+    spec.additional_gids.push_back(static_cast<std::uint32_t>(value[i].get<std::uint64_t>()));
+  }
+  return {};
+}
+
+// An absolute path without empty, "." or ".." components: the init writes below its new root only.
+bool is_clean_absolute(std::string_view path) {
+  if (!path.starts_with('/') || path.size() < 2 || path.ends_with('/')) return false;
+  std::size_t start = 1;
+  while (start <= path.size()) {
+    const std::size_t slash = path.find('/', start);
+    const std::string_view part = path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return true;
+}
+
+Result<void> parse_files(const json& value, Spec& spec) {
+  if (!value.is_array()) return bad("files", "must be an array of files");
+  if (value.size() > kMaxFiles) return bad("files", "must have at most " + std::to_string(kMaxFiles) + " entries");
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const std::string path = "files[" + std::to_string(i) + "]";
+    const json& entry = value[i];
+    if (!entry.is_object()) return bad(path, "must be an object");
+    if (auto ok = reject_unknown_fields(entry, path, {"path", "contents", "mode"}); !ok) return ok;
+    FileSpec file;
+    if (!entry.contains("path")) return bad(path + ".path", "is required");
+    auto where = get_string(entry["path"], path + ".path");
+    if (!where) return std::unexpected(where.error());
+    if (!is_clean_absolute(*where)) {
+      return bad(path + ".path", "must be an absolute path without . or .. components, not " + in_quotes(*where));
+    }
+    file.path = std::move(*where);
+    if (entry.contains("contents")) {
+      if (!entry["contents"].is_string()) return bad(path + ".contents", "must be a string");
+      file.contents = entry["contents"].get<std::string>();
+    }
+    if (entry.contains("mode")) {
+      if (!entry["mode"].is_number_unsigned() || entry["mode"].get<std::uint64_t>() > kMaxFileMode) {
+        return bad(path + ".mode", "must be a file mode 0..4095 (07777)");
+      }
+      file.mode = static_cast<std::uint32_t>(entry["mode"].get<std::uint64_t>());
+    }
+    spec.files.push_back(std::move(file));
+  }
+  return {};
+}
+
 Result<Spec> parse_object(const json& root) {
   if (!root.is_object()) return fail("spec: must be a JSON object");
   if (auto ok = reject_unknown_fields(root, "",
-                                      {"args", "env", "cwd", "user", "hostname", "root", "network", "stop_grace_ms"});
+                                      {"args", "env", "cwd", "user", "hostname", "root", "network", "stop_grace_ms",
+                                       "additional_gids", "files"});
       !ok) {
     return std::unexpected(ok.error());
   }
@@ -224,6 +281,12 @@ Result<Spec> parse_object(const json& root) {
     }
     spec.stop_grace_ms = static_cast<std::uint32_t>(grace.get<std::uint64_t>());
   }
+  if (root.contains("additional_gids")) {
+    if (auto ok = parse_additional_gids(root["additional_gids"], spec); !ok) return std::unexpected(ok.error());
+  }
+  if (root.contains("files")) {
+    if (auto ok = parse_files(root["files"], spec); !ok) return std::unexpected(ok.error());
+  }
   return spec;
 }
 
@@ -263,6 +326,10 @@ std::string spec_to_json(const Spec& spec) {
   }
   root["network"] = std::move(network);
   root["stop_grace_ms"] = spec.stop_grace_ms;
+  root["additional_gids"] = spec.additional_gids;
+  json files = json::array();
+  for (const FileSpec& file : spec.files) files.push_back({{"path", file.path}, {"contents", file.contents}, {"mode", file.mode}});
+  root["files"] = std::move(files);
   // Arguments need not be UTF-8 on Linux, JSON strings must: such bytes become U+FFFD, never a throw.
   return root.dump(-1, ' ', false, json::error_handler_t::replace);
 }

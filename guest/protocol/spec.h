@@ -29,9 +29,18 @@
 //       up), "gateway" (optional, IPv4 inside the address's subnet: the default route; at most one
 //       interface has one), "dns" (optional IPv4 name servers: /etc/resolv.conf lists every
 //       interface's in order). The loopback interface is always brought up.
-//   "stop_grace_ms": 3000
+//   "stop_grace_ms": 3000,
 //       Optional, default 10000 (Docker's). When the host asks for a stop, the workload gets
 //       SIGTERM, then SIGKILL this many milliseconds later. 0..86400000.
+//   "additional_gids": [50, 100],
+//       Optional, default []. Added to the user's supplementary groups (OCI process.user.additionalGids),
+//       each 0..2147483647.
+//   "files": [{"path": "/etc/hosts", "contents": "127.0.0.1 localhost\n", "mode": 420}]
+//       Optional, default []. Written into the new root after the API file systems are mounted and
+//       before the workload starts, replacing what the image has there (parent directories are
+//       created). "path" absolute, without "." or ".." components; "mode" 0..07777 (default 0644).
+//       With a read-only root, a file outside a tmpfs must already exist as a regular file in the
+//       image: the new contents are bind-mounted over it. At most kMaxFiles files.
 // }
 #pragma once
 
@@ -68,6 +77,17 @@ struct NetworkSpec {
   friend bool operator==(const NetworkSpec&, const NetworkSpec&) = default;
 };
 
+inline constexpr std::size_t kMaxFiles = 64;
+inline constexpr std::uint32_t kDefaultFileMode = 0644;
+inline constexpr std::uint32_t kMaxFileMode = 07777;
+
+struct FileSpec {
+  std::string path;
+  std::string contents;
+  std::uint32_t mode = kDefaultFileMode;
+  friend bool operator==(const FileSpec&, const FileSpec&) = default;
+};
+
 struct Spec {
   std::vector<std::string> args;
   std::vector<std::string> env;
@@ -77,6 +97,8 @@ struct Spec {
   RootSpec root;
   std::vector<NetworkSpec> network;
   std::uint32_t stop_grace_ms = kDefaultStopGraceMs;
+  std::vector<std::uint32_t> additional_gids;
+  std::vector<FileSpec> files;
   friend bool operator==(const Spec&, const Spec&) = default;
 };
 
