@@ -20,6 +20,9 @@
 #include "tools/cli/controller.h"
 #include "tools/cli/options.h"
 #include "tools/cli/terminal.h"
+#include "runtime/oci/rootfs_image.h"
+#include "tools/oci/command_line.h"
+#include "tools/oci/oci_main.h"
 
 namespace {
 
@@ -197,12 +200,16 @@ int run_ctl(const microvm::cli::CtlOptions& ctl) {
   return 0;
 }
 
-// `microvm rootfs build`: tools/rootfs-build (python3) does it; MICROVM_ROOTFS_BUILD overrides where it is.
-int run_rootfs_build(const microvm::cli::RootfsBuildOptions& options) {
+// tools/rootfs-build (python3) in this source tree; MICROVM_ROOTFS_BUILD overrides where it is.
+std::string rootfs_builder() {
   const char* override_path = std::getenv("MICROVM_ROOTFS_BUILD");
-  const std::string script = override_path != nullptr && *override_path != '\0'
-                                 ? std::string(override_path)
-                                 : std::string(MICROVM_TOOLS_DIR) + "/rootfs-build";
+  return override_path != nullptr && *override_path != '\0' ? std::string(override_path)
+                                                             : std::string(MICROVM_TOOLS_DIR) + "/rootfs-build";
+}
+
+// `microvm rootfs build`: tools/rootfs-build does it.
+int run_rootfs_build(const microvm::cli::RootfsBuildOptions& options) {
+  const std::string script = rootfs_builder();
   std::vector<std::string> args{script, options.source, "-o", options.output};
   if (!options.size.empty()) args.insert(args.end(), {"--size", options.size});
   if (!options.label.empty()) args.insert(args.end(), {"--label", options.label});
@@ -223,7 +230,20 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::warn);
 
-  auto parsed = microvm::cli::parse_command_line(std::vector<std::string>(argv + 1, argv + argc));
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  // The same binary in runc's place (podman --runtime, containerd's BinaryName): tools/oci.
+  if (microvm::oci::is_oci_invocation(argv[0], args)) {
+    microvm::oci::RuntimeEnvironment environment{{}, microvm::oci::cache_dir(), rootfs_builder(),
+                                                 microvm::cli::host_defaults()};
+    return microvm::oci::oci_main(args, std::move(environment), [process_start](microvm::vmm::VmResources resources) {
+      microvm::cli::StartOptions options;
+      options.vm = std::move(resources);
+      options.verbose = spdlog::get_level() <= spdlog::level::debug;
+      options.console_input = -1;  // the workload's stdin is /dev/null in the guest: leave the caller's alone
+      return run_vm(std::move(options), process_start);
+    });
+  }
+  auto parsed = microvm::cli::parse_command_line(args);
   if (!parsed) return error(parsed.error(), Stage::kCommandLine);
   if (parsed->help) {
     fmt::print("{}", parsed->help->text);
