@@ -6,6 +6,7 @@
 #include <array>
 #include <charconv>
 #include <fstream>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -126,6 +127,12 @@ Result<void> parse_process(const json& process, Bundle& bundle) {
       return unsupported("process.terminal", "no terminal or --console-socket yet (run without -t)");
     }
   }
+  if (const json* rlimits = member(process, "rlimits")) {
+    if (!rlimits->is_array()) return invalid("process.rlimits", "must be an array");
+    if (!rlimits->empty()) {
+      bundle.warnings.push_back("config.json: process.rlimits not applied: the guest kernel's defaults hold");
+    }
+  }
   if (const json* oom = member(process, "oomScoreAdj")) {
     if (!oom->is_number_integer() || oom->get<std::int64_t>() < -1000 || oom->get<std::int64_t>() > 1000) {
       return invalid("process.oomScoreAdj", "must be a whole number -1000..1000");
@@ -225,12 +232,18 @@ unsigned clamp_vcpus(std::uint64_t count) {
 Result<void> parse_resources(const json& resources, Bundle& bundle) {
   if (!resources.is_object()) return invalid("linux.resources", "must be an object");
   vmm::MachineSpec& machine = bundle.resources.machine_config;
+  for (const char* key : {"memory", "cpu"}) {
+    if (const json* part = member(resources, key); part != nullptr && !part->is_object()) {
+      return invalid(fmt::format("linux.resources.{}", key), "must be an object");
+    }
+  }
   if (const json* memory = member(resources, "memory")) {
     if (const json* limit = member(*memory, "limit")) {
       if (!limit->is_number_integer()) return invalid("linux.resources.memory.limit", "must be a number of bytes");
-      const std::int64_t bytes = limit->get<std::int64_t>();
-      if (bytes > 0) {  // -1 (and 0): no limit, the default RAM
-        const std::uint64_t mib = (static_cast<std::uint64_t>(bytes) + kMiB - 1) / kMiB;
+      // -1 (and 0): no limit, the default RAM.
+      if (limit->is_number_unsigned() && limit->get<std::uint64_t>() > 0) {
+        const std::uint64_t bytes = limit->get<std::uint64_t>();
+        const std::uint64_t mib = bytes / kMiB + (bytes % kMiB != 0 ? 1 : 0);
         machine.mem_size_mib = std::clamp<std::uint64_t>(mib, vmm::kMinMemoryMib, vmm::kMaxMemoryMib);
       }
     }
@@ -239,11 +252,14 @@ Result<void> parse_resources(const json& resources, Bundle& bundle) {
     std::optional<unsigned> vcpus;
     const json* quota = member(*cpu, "quota");
     const json* period = member(*cpu, "period");
-    if (quota != nullptr && quota->is_number_integer() && quota->get<std::int64_t>() > 0) {
+    if (quota != nullptr && !quota->is_number_integer()) {
+      return invalid("linux.resources.cpu.quota", "must be a whole number of microseconds (-1: none)");
+    }
+    if (quota != nullptr && quota->is_number_unsigned() && quota->get<std::uint64_t>() > 0) {
       const std::uint64_t p = period != nullptr ? TRY(uint_field(*period, "linux.resources.cpu.period", UINT32_MAX)) : 100000;
       if (p == 0) return invalid("linux.resources.cpu.period", "must not be 0");
-      const auto q = static_cast<std::uint64_t>(quota->get<std::int64_t>());
-      vcpus = clamp_vcpus((q + p - 1) / p);
+      const std::uint64_t q = quota->get<std::uint64_t>();
+      vcpus = clamp_vcpus(q / p + (q % p != 0 ? 1 : 0));
     }
     if (const json* cpus = member(*cpu, "cpus")) {
       const std::string list = TRY(string_field(*cpus, "linux.resources.cpu.cpus"));
@@ -253,6 +269,25 @@ Result<void> parse_resources(const json& resources, Bundle& bundle) {
       }
     }
     if (vcpus) machine.vcpu_count = *vcpus;
+  }
+  // What is applied above: memory.limit, cpu.quota/period/cpus. "devices" (the device cgroup's
+  // rules) is moot: the guest has its own virtual devices only. Anything else set is named.
+  std::vector<std::string> ignored;
+  for (const auto& [key, value] : resources.items()) {
+    if (value.is_null() || (value.is_structured() && value.empty()) || key == "devices") continue;
+    if (key != "memory" && key != "cpu") {
+      ignored.push_back(key);
+      continue;
+    }
+    for (const auto& [inner, setting] : value.items()) {
+      const bool applied = key == "memory" ? inner == "limit" : inner == "quota" || inner == "period" || inner == "cpus";
+      if (!applied && !setting.is_null()) ignored.push_back(fmt::format("{}.{}", key, inner));
+    }
+  }
+  if (!ignored.empty()) {
+    bundle.warnings.push_back(fmt::format("config.json: linux.resources {} not applied: only memory.limit (guest RAM) "
+                                          "and cpu quota/cpus (vCPUs) are",
+                                          fmt::join(ignored, ", ")));
   }
   return {};
 }
@@ -289,6 +324,9 @@ Result<void> parse_linux(const json& section, Bundle& bundle) {
     return unsupported("linux.devices", "the guest has only its own virtual devices");
   }
   if (const json* resources = member(section, "resources")) TRY_VOID(parse_resources(*resources, bundle));
+  if (non_empty(member(section, "sysctl"))) {
+    bundle.warnings.push_back("config.json: linux.sysctl not applied: the guest kernel's defaults hold");
+  }
   if (const json* offsets = member(section, "timeOffsets"); non_empty(offsets)) {
     return unsupported("linux.timeOffsets", "the guest's clocks are not offset yet");
   }

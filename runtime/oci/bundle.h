@@ -9,7 +9,7 @@
 //   process.user.additionalGids     the supplementary groups; umask only 0022 (the guest's default)
 //   process.terminal                refused when true: no console socket yet
 //   process.oomScoreAdj             applied to the VMM process (the host's OOM killer sees the VM)
-//   process.rlimits                 not applied yet (the guest kernel's defaults hold)
+//   process.rlimits                 not applied yet (the guest kernel's defaults hold): a warning
 //   process.capabilities, noNewPrivileges, apparmorProfile, selinuxLabel, ioPriority, scheduler:
 //                                   moot: they confine a process against the host kernel; here the
 //                                   workload has a kernel of its own and the VM is the boundary (as
@@ -26,11 +26,13 @@
 //                                   guest at create time. Any other mount: refused.
 //   annotations                     microvm.kernel (kernel image), microvm.vcpus, microvm.memory_mib
 //                                   (they win over linux.resources)
-//   linux.resources.memory.limit    guest RAM, rounded up to a MiB, at least vmm::kMinMemoryMib
+//   linux.resources.memory.limit    guest RAM, rounded up to a MiB, within vmm::kMinMemoryMib..kMaxMemoryMib
 //   linux.resources.cpu             vCPUs: ceil(quota / period), or the CPUs in cpuset "cpus", the
 //                                   smaller of the two when both are given, within vmm's limits
-//   linux.resources (the rest), linux.cgroupsPath, linux.sysctl: not applied yet (the VMM stays in
-//                                   its caller's cgroup; the guest kernel's sysctl defaults hold)
+//   linux.resources.devices         moot: device cgroup rules; the guest has only its own devices
+//   linux.resources (the rest), linux.sysctl: not applied yet (the guest kernel's sysctl defaults
+//                                   hold): a warning naming them
+//   linux.cgroupsPath               not applied yet: the VMM stays in its caller's cgroup
 //   linux.namespaces                pid, ipc, uts, mount, cgroup, time, and network without a path:
 //                                   moot, the VM has its own of each (no network device: only lo,
 //                                   as in an empty network namespace). A path to join (another
@@ -40,7 +42,9 @@
 //   linux.seccomp, maskedPaths, readonlyPaths, mountLabel, rootfsPropagation, personality,
 //   intelRdt:                       moot (host-kernel confinement, see above)
 //   hooks                           refused when any is given
-// Unknown properties are ignored, as config.md requires of a runtime.
+// Unknown properties are ignored, as config.md requires of a runtime. A warning is one line for
+// the caller's stderr: what the container asked for and will not get, where refusing would turn
+// away every container an engine makes (podman sets rlimits and a pids limit on each).
 #pragma once
 
 #include <filesystem>
@@ -70,6 +74,7 @@ struct Bundle {
   std::map<std::string, std::string> annotations;
   int oom_score_adj = 0;
   bool has_oom_score_adj = false;
+  std::vector<std::string> warnings;  // "config.json: FIELD ...", one line each
   // Container mode: container, machine_config and (microvm.kernel) boot_source; no root drive yet
   // (the rootfs image is made from `rootfs` at create).
   vmm::VmResources resources;

@@ -144,6 +144,19 @@ TEST(ApiHandle, PutContainer) {
   EXPECT_EQ(*controller.config.container, (ContainerSpec{{"true"}, {}, std::nullopt, std::nullopt, std::nullopt}));
 }
 
+TEST(ApiHandle, PutContainerWithGroupsFilesAndReadOnlyRoot) {
+  FakeController controller;
+  const Response put = call(controller, "PUT", "/microvm/container",
+                            R"({"args": ["true"], "additional_gids": [10, 20], "read_only_root": true,
+                                "files": [{"path": "/etc/hosts", "contents": "x\n", "mode": 292}, {"path": "/etc/e"}]})");
+  ASSERT_EQ(put.status, kStatusNoContent) << put.body;
+  ASSERT_TRUE(controller.config.container.has_value());
+  const ContainerSpec& spec = *controller.config.container;
+  EXPECT_EQ(spec.additional_gids, (std::vector<std::uint32_t>{10, 20}));
+  EXPECT_TRUE(spec.read_only_root);
+  EXPECT_EQ(spec.files, (std::vector<microvm::vmm::ContainerFile>{{"/etc/hosts", "x\n", 0444}, {"/etc/e", "", 0644}}));
+}
+
 TEST(ApiHandle, StatusAddsTheExitCodeOnceKnown) {
   FakeController controller;
   controller.state = "Running";
@@ -345,7 +358,13 @@ INSTANTIATE_TEST_SUITE_P(
                        "`cwd` must be an absolute path"},
         BadRequestCase{"ContainerLongHostname", "PUT", "/microvm/container",
                        R"({"args": ["sh"], "hostname": ")" + std::string(65, 'h') + R"("})", k400,
-                       "`hostname` must be 1 to 64 characters long"}),
+                       "`hostname` must be 1 to 64 characters long"},
+        BadRequestCase{"ContainerBadGid", "PUT", "/microvm/container", R"({"args": ["sh"], "additional_gids": [-1]})",
+                       k400, "`additional_gids` must hold group ids 0 to 2147483647"},
+        BadRequestCase{"ContainerRelativeFile", "PUT", "/microvm/container",
+                       R"({"args": ["sh"], "files": [{"path": "etc/hosts"}]})", k400, "`path` must be absolute"},
+        BadRequestCase{"ContainerFileExtraField", "PUT", "/microvm/container",
+                       R"({"args": ["sh"], "files": [{"path": "/e", "uid": 0}]})", k400, "unknown field `uid`"}),
     [](const ::testing::TestParamInfo<BadRequestCase>& param) { return param.param.name; });
 
 // allowed_methods() (the Allow header) and the router agree: every listed method is routed, every

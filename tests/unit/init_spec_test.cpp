@@ -80,6 +80,43 @@ TEST(InitSpec, RoundTripsThroughSpecToJson) {
   EXPECT_EQ(*again, *spec);
 }
 
+TEST(InitSpec, AdditionalGidsAndFiles) {
+  const auto spec = parse_spec(with(R"("additional_gids": [10, 0, 2147483647],
+      "files": [{"path": "/etc/hosts", "contents": "127.0.0.1 localhost\n", "mode": 292}, {"path": "/run/empty"}])"));
+  ASSERT_TRUE(spec) << spec.error().message;
+  EXPECT_EQ(spec->additional_gids, (std::vector<std::uint32_t>{10, 0, 2147483647}));
+  EXPECT_EQ(spec->files, (std::vector<FileSpec>{{"/etc/hosts", "127.0.0.1 localhost\n", 0444}, {"/run/empty", "", 0644}}));
+  const auto again = parse_spec(spec_to_json(*spec));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(*again, *spec);
+  const auto none = parse_spec(with(R"("cwd": "/")"));
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->additional_gids.empty());
+  EXPECT_TRUE(none->files.empty());
+}
+
+TEST(InitSpec, BadAdditionalGidsAndFiles) {
+  EXPECT_EQ(error_of(with(R"("additional_gids": 5)")), R"(spec: "additional_gids" must be an array of group ids)");
+  EXPECT_EQ(error_of(with(R"("additional_gids": [1, -1])")), R"(spec: "additional_gids[1]" must be a group id 0..2147483647)");
+  EXPECT_EQ(error_of(with(R"("additional_gids": [2147483648])")),
+            R"(spec: "additional_gids[0]" must be a group id 0..2147483647)");
+  EXPECT_EQ(error_of(with(R"("files": {})")), R"(spec: "files" must be an array of files)");
+  EXPECT_EQ(error_of(with(R"("files": ["/etc/hosts"])")), R"(spec: "files[0]" must be an object)");
+  EXPECT_EQ(error_of(with(R"("files": [{"contents": "x"}])")), R"(spec: "files[0].path" is required)");
+  EXPECT_EQ(error_of(with(R"("files": [{"path": "/x", "owner": 0}])")), R"(spec: unknown field "owner" in "files[0]")");
+  for (const char* path : {"etc/hosts", "/", "/etc/", "/etc//hosts", "/etc/./hosts", "/../etc/passwd", "/etc/.."}) {
+    EXPECT_EQ(error_of(with(std::string(R"("files": [{"path": ")") + path + R"("}])")),
+              std::string(R"(spec: "files[0].path" must be an absolute path without . or .. components, not ")") + path + "\"")
+        << path;
+  }
+  EXPECT_EQ(error_of(with(R"("files": [{"path": "/x", "contents": 1}])")), R"(spec: "files[0].contents" must be a string)");
+  EXPECT_EQ(error_of(with(R"("files": [{"path": "/x", "mode": 4096}])")),
+            R"(spec: "files[0].mode" must be a file mode 0..4095 (07777))");
+  std::string many = R"("files": [)";
+  for (std::size_t i = 0; i <= kMaxFiles; ++i) many += std::string(i == 0 ? "" : ",") + R"({"path": "/f"})";
+  EXPECT_EQ(error_of(with(many + "]")), R"(spec: "files" must have at most 64 entries)");
+}
+
 TEST(InitSpec, RejectsWhatIsNotASpec) {
   EXPECT_TRUE(error_of("").starts_with("spec: not valid JSON: parse error at line 1, column 1: ")) << error_of("");
   EXPECT_NE(error_of(R"({"args": ["true"])").find("spec: not valid JSON"), std::string::npos);
