@@ -135,7 +135,6 @@ int Runtime::vmm_main(const std::filesystem::path& dir, vmm::VmResources resourc
 Result<int> Runtime::create_vmm(const CreateRequest& request, const RunVm& run_vm, pid_t& vmm_pid) {
   TRY_VOID(check_container_id(request.id));
   Bundle bundle = TRY(load_bundle(request.bundle));
-  for (const std::string& warning : bundle.warnings) spdlog::warn("{}", warning);
   std::error_code ec;
   std::filesystem::create_directories(env_.root, ec);
   if (ec) return fail("cannot create the state directory {}: {}", env_.root.string(), ec.message());
@@ -146,6 +145,7 @@ Result<int> Runtime::create_vmm(const CreateRequest& request, const RunVm& run_v
     return fail("cannot create {}: {}", dir.string(), errno_text(errno));
   }
   DirGuard guard(dir);
+  for (const std::string& warning : bundle.warnings) spdlog::warn("{}", warning);
   ContainerState state;
   state.id = request.id;
   state.bundle = bundle.dir.string();
