@@ -63,7 +63,8 @@ Result<vmm::ContainerSpec> parse_container(const nlohmann::json& body, std::stri
       entry.path = TRY(file.required_nonempty("path"));
       if (!entry.path.starts_with('/')) return fail("{}: field `path` must be absolute", file.what());
       entry.contents = TRY(file.optional_string("contents")).value_or("");
-      entry.mode = static_cast<std::uint32_t>(TRY(file.optional_uint("mode", 0, kMaxFileMode)).value_or(kDefaultFileMode));
+      entry.mode =
+          static_cast<std::uint32_t>(TRY(file.optional_uint("mode", 0, kMaxFileMode)).value_or(kDefaultFileMode));
       TRY_VOID(file.finish());
       spec.files.push_back(std::move(entry));
     }

@@ -195,7 +195,8 @@ bool is_clean_absolute(std::string_view path) {
   std::size_t start = 1;
   while (start <= path.size()) {
     const std::size_t slash = path.find('/', start);
-    const std::string_view part = path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    const std::string_view part =
+        path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
     if (part.empty() || part == "." || part == "..") return false;
     if (slash == std::string_view::npos) break;
     start = slash + 1;
@@ -236,9 +237,9 @@ Result<void> parse_files(const json& value, Spec& spec) {
 
 Result<Spec> parse_object(const json& root) {
   if (!root.is_object()) return fail("spec: must be a JSON object");
-  if (auto ok = reject_unknown_fields(root, "",
-                                      {"args", "env", "cwd", "user", "hostname", "root", "network", "stop_grace_ms",
-                                       "additional_gids", "files"});
+  if (auto ok = reject_unknown_fields(
+          root, "",
+          {"args", "env", "cwd", "user", "hostname", "root", "network", "stop_grace_ms", "additional_gids", "files"});
       !ok) {
     return std::unexpected(ok.error());
   }
@@ -328,7 +329,8 @@ std::string spec_to_json(const Spec& spec) {
   root["stop_grace_ms"] = spec.stop_grace_ms;
   root["additional_gids"] = spec.additional_gids;
   json files = json::array();
-  for (const FileSpec& file : spec.files) files.push_back({{"path", file.path}, {"contents", file.contents}, {"mode", file.mode}});
+  for (const FileSpec& file : spec.files)
+    files.push_back({{"path", file.path}, {"contents", file.contents}, {"mode", file.mode}});
   root["files"] = std::move(files);
   // Arguments need not be UTF-8 on Linux, JSON strings must: such bytes become U+FFFD, never a throw.
   return root.dump(-1, ' ', false, json::error_handler_t::replace);

@@ -2,11 +2,11 @@
 
 #include <sys/stat.h>
 
+#include <fmt/ranges.h>
 #include <algorithm>
 #include <array>
 #include <charconv>
 #include <fstream>
-#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -27,10 +27,14 @@ struct GuestMount {
   std::array<std::string_view, 2> types;
 };
 constexpr std::array kGuestMounts{
-    GuestMount{"/proc", {"proc", "proc"}},          GuestMount{"/sys", {"sysfs", "sysfs"}},
-    GuestMount{"/dev", {"tmpfs", "devtmpfs"}},      GuestMount{"/dev/pts", {"devpts", "devpts"}},
-    GuestMount{"/dev/shm", {"tmpfs", "bind"}},      GuestMount{"/dev/mqueue", {"mqueue", "mqueue"}},
-    GuestMount{"/sys/fs/cgroup", {"cgroup", "cgroup2"}}, GuestMount{"/run", {"tmpfs", "tmpfs"}},
+    GuestMount{"/proc", {"proc", "proc"}},
+    GuestMount{"/sys", {"sysfs", "sysfs"}},
+    GuestMount{"/dev", {"tmpfs", "devtmpfs"}},
+    GuestMount{"/dev/pts", {"devpts", "devpts"}},
+    GuestMount{"/dev/shm", {"tmpfs", "bind"}},
+    GuestMount{"/dev/mqueue", {"mqueue", "mqueue"}},
+    GuestMount{"/sys/fs/cgroup", {"cgroup", "cgroup2"}},
+    GuestMount{"/run", {"tmpfs", "tmpfs"}},
 };
 // The files an engine bind-mounts from its own state (podman, Docker, CRI-O): copied in.
 constexpr std::array<std::string_view, 4> kEngineFiles{"/etc/hosts", "/etc/hostname", "/etc/resolv.conf",
@@ -62,7 +66,8 @@ Result<std::string> string_field(const json& value, std::string_view field) {
 Result<std::vector<std::string>> strings_field(const json& value, std::string_view field) {
   if (!value.is_array()) return invalid(field, "must be an array of strings");
   std::vector<std::string> out;
-  for (std::size_t i = 0; i < value.size(); ++i) out.push_back(TRY(string_field(value[i], fmt::format("{}[{}]", field, i))));
+  for (std::size_t i = 0; i < value.size(); ++i)
+    out.push_back(TRY(string_field(value[i], fmt::format("{}[{}]", field, i))));
   return out;
 }
 
@@ -106,7 +111,8 @@ Result<void> parse_process(const json& process, Bundle& bundle) {
   const json* args = member(process, "args");
   if (args == nullptr) return invalid("process.args", "is missing: the command to run is required");
   spec.args = TRY(strings_field(*args, "process.args"));
-  if (spec.args.empty() || spec.args.front().empty()) return invalid("process.args", "must start with a non-empty command");
+  if (spec.args.empty() || spec.args.front().empty())
+    return invalid("process.args", "must start with a non-empty command");
   if (const json* env = member(process, "env")) {
     spec.env = TRY(strings_field(*env, "process.env"));
     for (std::size_t i = 0; i < spec.env.size(); ++i) {
@@ -150,8 +156,8 @@ Result<std::string> read_small_regular_file(const std::filesystem::path& path, s
     return invalid(field, fmt::format("names {}, which cannot be read: {}", path.string(), errno_text(errno)));
   }
   if (!S_ISREG(st.st_mode)) {
-    return unsupported(field, fmt::format("{} is not a regular file: bind mounts of host directories are not yet",
-                                          path.string()));
+    return unsupported(
+        field, fmt::format("{} is not a regular file: bind mounts of host directories are not yet", path.string()));
   }
   if (static_cast<std::uint64_t>(st.st_size) > kMaxCopiedFileBytes) {
     return unsupported(field, fmt::format("{} is larger than {} bytes", path.string(), kMaxCopiedFileBytes));
@@ -174,9 +180,8 @@ Result<void> parse_mount(const json& mount, std::size_t index, Bundle& bundle) {
   const std::string source = member(mount, "source") ? TRY(string_field(mount["source"], field + ".source")) : "";
   std::vector<std::string> options;
   if (const json* opts = member(mount, "options")) options = TRY(strings_field(*opts, field + ".options"));
-  const bool bind = type == "bind" || std::ranges::any_of(options, [](const std::string& o) {
-    return o == "bind" || o == "rbind";
-  });
+  const bool bind =
+      type == "bind" || std::ranges::any_of(options, [](const std::string& o) { return o == "bind" || o == "rbind"; });
   const std::string what = fmt::format("{} ({} {} on {})", field, bind ? "bind" : type, source, destination);
 
   for (const GuestMount& guest : kGuestMounts) {
@@ -198,7 +203,8 @@ Result<void> parse_mount(const json& mount, std::size_t index, Bundle& bundle) {
   if (bind) {
     return unsupported(what, "the guest cannot see host directories yet (no shared file system)");
   }
-  return unsupported(what, "only the guest's own proc, sysfs, /dev, devpts, shm, mqueue, cgroup and /run mounts are, so far");
+  return unsupported(what,
+                     "only the guest's own proc, sysfs, /dev, devpts, shm, mqueue, cgroup and /run mounts are, so far");
 }
 
 // "0-3,5,7-8" -> 6.
@@ -207,16 +213,19 @@ Result<unsigned> count_cpus(std::string_view text) {
   std::size_t start = 0;
   while (start < text.size()) {
     const std::size_t comma = text.find(',', start);
-    const std::string_view part = text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    const std::string_view part =
+        text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
     const std::size_t dash = part.find('-');
     unsigned first = 0, last = 0;
     const auto parse = [](std::string_view digits, unsigned& out) {
       const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), out);
       return ec == std::errc() && end == digits.data() + digits.size() && !digits.empty();
     };
-    const bool ok = dash == std::string_view::npos ? parse(part, first) && parse(part, last)
-                                                   : parse(part.substr(0, dash), first) && parse(part.substr(dash + 1), last);
-    if (!ok || last < first) return invalid("linux.resources.cpu.cpus", fmt::format("'{}' is not a CPU list like 0-3,5", text));
+    const bool ok = dash == std::string_view::npos
+                        ? parse(part, first) && parse(part, last)
+                        : parse(part.substr(0, dash), first) && parse(part.substr(dash + 1), last);
+    if (!ok || last < first)
+      return invalid("linux.resources.cpu.cpus", fmt::format("'{}' is not a CPU list like 0-3,5", text));
     count += last - first + 1;
     if (comma == std::string_view::npos) break;
     start = comma + 1;
@@ -256,7 +265,8 @@ Result<void> parse_resources(const json& resources, Bundle& bundle) {
       return invalid("linux.resources.cpu.quota", "must be a whole number of microseconds (-1: none)");
     }
     if (quota != nullptr && quota->is_number_unsigned() && quota->get<std::uint64_t>() > 0) {
-      const std::uint64_t p = period != nullptr ? TRY(uint_field(*period, "linux.resources.cpu.period", UINT32_MAX)) : 100000;
+      const std::uint64_t p =
+          period != nullptr ? TRY(uint_field(*period, "linux.resources.cpu.period", UINT32_MAX)) : 100000;
       if (p == 0) return invalid("linux.resources.cpu.period", "must not be 0");
       const std::uint64_t q = quota->get<std::uint64_t>();
       vcpus = clamp_vcpus(q / p + (q % p != 0 ? 1 : 0));
@@ -280,14 +290,16 @@ Result<void> parse_resources(const json& resources, Bundle& bundle) {
       continue;
     }
     for (const auto& [inner, setting] : value.items()) {
-      const bool applied = key == "memory" ? inner == "limit" : inner == "quota" || inner == "period" || inner == "cpus";
+      const bool applied =
+          key == "memory" ? inner == "limit" : inner == "quota" || inner == "period" || inner == "cpus";
       if (!applied && !setting.is_null()) ignored.push_back(fmt::format("{}.{}", key, inner));
     }
   }
   if (!ignored.empty()) {
-    bundle.warnings.push_back(fmt::format("config.json: linux.resources {} not applied: only memory.limit (guest RAM) "
-                                          "and cpu quota/cpus (vCPUs) are",
-                                          fmt::join(ignored, ", ")));
+    bundle.warnings.push_back(
+        fmt::format("config.json: linux.resources {} not applied: only memory.limit (guest RAM) "
+                    "and cpu quota/cpus (vCPUs) are",
+                    fmt::join(ignored, ", ")));
   }
   return {};
 }
@@ -308,9 +320,11 @@ Result<void> parse_linux(const json& section, Bundle& bundle) {
       if (const json* path = member(ns, "path")) {
         const std::string joined = TRY(string_field(*path, field + ".path"));
         if (!joined.empty()) {
-          return unsupported(fmt::format("{} ({} at {})", field, type, joined),
-                             type == "network" ? "the guest is not connected to a network namespace yet (use --network none)"
-                                               : "joining another namespace (another container's) is not: each container is its own VM");
+          return unsupported(
+              fmt::format("{} ({} at {})", field, type, joined),
+              type == "network"
+                  ? "the guest is not connected to a network namespace yet (use --network none)"
+                  : "joining another namespace (another container's) is not: each container is its own VM");
         }
       }
     }
@@ -360,7 +374,8 @@ Result<Bundle> parse_bundle_config(std::string_view text, const std::filesystem:
   bundle.dir = dir;
   if (const json* version = member(config, "ociVersion")) {
     const std::string v = TRY(string_field(*version, "ociVersion"));
-    if (!v.starts_with("1.")) return unsupported(fmt::format("ociVersion {}", v), "microvm implements runtime-spec 1.x");
+    if (!v.starts_with("1."))
+      return unsupported(fmt::format("ociVersion {}", v), "microvm implements runtime-spec 1.x");
   }
   const json* process = member(config, "process");
   if (process == nullptr) return invalid("process", "is missing: microvm needs the process to run");
@@ -381,7 +396,8 @@ Result<Bundle> parse_bundle_config(std::string_view text, const std::filesystem:
     if (name.size() > 64) return invalid("hostname", "must be at most 64 bytes");  // HOST_NAME_MAX
     if (!name.empty()) bundle.resources.container->hostname = name;
   }
-  if (const json* domain = member(config, "domainname"); domain != nullptr && domain->is_string() && !domain->get<std::string>().empty()) {
+  if (const json* domain = member(config, "domainname");
+      domain != nullptr && domain->is_string() && !domain->get<std::string>().empty()) {
     return unsupported("domainname", "the guest init sets no NIS domain name yet");
   }
   if (const json* hooks = member(config, "hooks")) {
@@ -410,8 +426,8 @@ Result<Bundle> parse_bundle_config(std::string_view text, const std::filesystem:
     bundle.resources.boot_source.kernel_image_path = bundle.annotations.at(std::string(kKernelAnnotation));
   }
   if (bundle.annotations.contains(std::string(kVcpusAnnotation))) {
-    bundle.resources.machine_config.vcpu_count =
-        static_cast<unsigned>(TRY(annotation_number(bundle.annotations, kVcpusAnnotation, vmm::kMinVcpus, vmm::kMaxVcpus)));
+    bundle.resources.machine_config.vcpu_count = static_cast<unsigned>(
+        TRY(annotation_number(bundle.annotations, kVcpusAnnotation, vmm::kMinVcpus, vmm::kMaxVcpus)));
   }
   if (bundle.annotations.contains(std::string(kMemoryAnnotation))) {
     bundle.resources.machine_config.mem_size_mib =

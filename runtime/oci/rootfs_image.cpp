@@ -148,7 +148,8 @@ Result<std::string> tree_key(const std::filesystem::path& dir, std::string_view 
   sha.field(kKeyVersion);
   sha.field(salt);
   struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0) return fail("cannot stat the root directory {}: {}", dir.string(), errno_text(errno));
+  if (::stat(dir.c_str(), &st) != 0)
+    return fail("cannot stat the root directory {}: {}", dir.string(), errno_text(errno));
   if (!S_ISDIR(st.st_mode)) return fail("the root {} is not a directory", dir.string());
   hash_entry(sha, "", st, "");
   TRY_VOID(hash_tree(sha, dir, ""));
@@ -161,8 +162,8 @@ Result<RootfsImage> rootfs_image(const std::filesystem::path& rootfs, const std:
   if (::stat(builder.c_str(), &builder_stat) != 0) {
     return fail("the rootfs builder {} is missing: {}", builder.string(), errno_text(errno));
   }
-  const std::string salt = fmt::format("{} {}.{}", builder_stat.st_size, builder_stat.st_mtim.tv_sec,
-                                       builder_stat.st_mtim.tv_nsec);
+  const std::string salt =
+      fmt::format("{} {}.{}", builder_stat.st_size, builder_stat.st_mtim.tv_sec, builder_stat.st_mtim.tv_nsec);
   const std::string key = TRY(tree_key(rootfs, salt));
   const std::filesystem::path dir = cache / kImageCacheSubdir;
   const std::filesystem::path image = dir / (key + ".ext4");

@@ -161,11 +161,13 @@ Result<int> Runtime::create_vmm(const CreateRequest& request, const RunVm& run_v
     std::filesystem::path kernel(resources.boot_source.kernel_image_path);
     if (kernel.is_relative()) resources.boot_source.kernel_image_path = (bundle.dir / kernel).string();
   }
-  TRY_VOID(resources.put_drive(vmm::DriveConfig{std::string(vmm::kDefaultRootDriveId), image.path.string(), true, true}));
+  TRY_VOID(
+      resources.put_drive(vmm::DriveConfig{std::string(vmm::kDefaultRootDriveId), image.path.string(), true, true}));
   resources = TRY(vmm::with_defaults(std::move(resources), env_.defaults));
 
   const std::filesystem::path fifo = dir / kExecFifoName;
-  if (::mkfifo(fifo.c_str(), kFifoMode) != 0) return fail_host("cannot create {}: {}", fifo.string(), errno_text(errno));
+  if (::mkfifo(fifo.c_str(), kFifoMode) != 0)
+    return fail_host("cannot create {}: {}", fifo.string(), errno_text(errno));
   int ready_fds[2];
   if (::pipe2(ready_fds, O_CLOEXEC) != 0) return fail_host("cannot create a pipe: {}", errno_text(errno));
   UniqueFd ready_read(ready_fds[0]);

@@ -33,9 +33,14 @@ std::string_view to_string(Status status) {
 }
 
 nlohmann::json to_json(const ContainerState& state) {
-  nlohmann::json out = {{"ociVersion", kOciVersion}, {"id", state.id},         {"pid", state.pid},
-                        {"pidStartTime", state.pid_start_time}, {"bundle", state.bundle}, {"rootfs", state.rootfs},
-                        {"annotations", state.annotations},     {"created", state.created}};
+  nlohmann::json out = {{"ociVersion", kOciVersion},
+                        {"id", state.id},
+                        {"pid", state.pid},
+                        {"pidStartTime", state.pid_start_time},
+                        {"bundle", state.bundle},
+                        {"rootfs", state.rootfs},
+                        {"annotations", state.annotations},
+                        {"created", state.created}};
   if (state.exit_status) out["exitStatus"] = *state.exit_status;
   return out;
 }
@@ -117,14 +122,10 @@ Status status_of(const ContainerState& state, const std::filesystem::path& dir) 
 }
 
 nlohmann::json state_report(const ContainerState& state, Status status) {
-  nlohmann::json out = {{"ociVersion", kOciVersion},
-                        {"id", state.id},
-                        {"status", to_string(status)},
-                        {"pid", status == Status::kStopped ? 0 : state.pid},
-                        {"bundle", state.bundle},
-                        {"rootfs", state.rootfs},
-                        {"created", state.created},
-                        {"owner", ""}};
+  nlohmann::json out = {{"ociVersion", kOciVersion},   {"id", state.id},
+                        {"status", to_string(status)}, {"pid", status == Status::kStopped ? 0 : state.pid},
+                        {"bundle", state.bundle},      {"rootfs", state.rootfs},
+                        {"created", state.created},    {"owner", ""}};
   if (!state.annotations.empty()) out["annotations"] = state.annotations;
   if (status == Status::kStopped && state.exit_status) out["exitStatus"] = *state.exit_status;
   return out;

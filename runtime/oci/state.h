@@ -30,12 +30,12 @@ enum class Status { kCreating, kCreated, kRunning, kStopped };
 
 struct ContainerState {
   std::string id;
-  pid_t pid = 0;  // the VMM; 0 while creating
+  pid_t pid = 0;                     // the VMM; 0 while creating
   std::uint64_t pid_start_time = 0;  // /proc/PID/stat field 22: tells a reused pid apart
   std::string bundle;
   std::string rootfs;
   std::map<std::string, std::string> annotations;
-  std::string created;  // RFC 3339, UTC
+  std::string created;             // RFC 3339, UTC
   std::optional<int> exit_status;  // recorded by the VMM when it ends
 
   bool operator==(const ContainerState&) const = default;

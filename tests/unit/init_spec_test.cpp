@@ -85,7 +85,8 @@ TEST(InitSpec, AdditionalGidsAndFiles) {
       "files": [{"path": "/etc/hosts", "contents": "127.0.0.1 localhost\n", "mode": 292}, {"path": "/run/empty"}])"));
   ASSERT_TRUE(spec) << spec.error().message;
   EXPECT_EQ(spec->additional_gids, (std::vector<std::uint32_t>{10, 0, 2147483647}));
-  EXPECT_EQ(spec->files, (std::vector<FileSpec>{{"/etc/hosts", "127.0.0.1 localhost\n", 0444}, {"/run/empty", "", 0644}}));
+  EXPECT_EQ(spec->files,
+            (std::vector<FileSpec>{{"/etc/hosts", "127.0.0.1 localhost\n", 0444}, {"/run/empty", "", 0644}}));
   const auto again = parse_spec(spec_to_json(*spec));
   ASSERT_TRUE(again) << again.error().message;
   EXPECT_EQ(*again, *spec);
@@ -97,7 +98,8 @@ TEST(InitSpec, AdditionalGidsAndFiles) {
 
 TEST(InitSpec, BadAdditionalGidsAndFiles) {
   EXPECT_EQ(error_of(with(R"("additional_gids": 5)")), R"(spec: "additional_gids" must be an array of group ids)");
-  EXPECT_EQ(error_of(with(R"("additional_gids": [1, -1])")), R"(spec: "additional_gids[1]" must be a group id 0..2147483647)");
+  EXPECT_EQ(error_of(with(R"("additional_gids": [1, -1])")),
+            R"(spec: "additional_gids[1]" must be a group id 0..2147483647)");
   EXPECT_EQ(error_of(with(R"("additional_gids": [2147483648])")),
             R"(spec: "additional_gids[0]" must be a group id 0..2147483647)");
   EXPECT_EQ(error_of(with(R"("files": {})")), R"(spec: "files" must be an array of files)");
@@ -106,10 +108,12 @@ TEST(InitSpec, BadAdditionalGidsAndFiles) {
   EXPECT_EQ(error_of(with(R"("files": [{"path": "/x", "owner": 0}])")), R"(spec: unknown field "owner" in "files[0]")");
   for (const char* path : {"etc/hosts", "/", "/etc/", "/etc//hosts", "/etc/./hosts", "/../etc/passwd", "/etc/.."}) {
     EXPECT_EQ(error_of(with(std::string(R"("files": [{"path": ")") + path + R"("}])")),
-              std::string(R"(spec: "files[0].path" must be an absolute path without . or .. components, not ")") + path + "\"")
+              std::string(R"(spec: "files[0].path" must be an absolute path without . or .. components, not ")") +
+                  path + "\"")
         << path;
   }
-  EXPECT_EQ(error_of(with(R"("files": [{"path": "/x", "contents": 1}])")), R"(spec: "files[0].contents" must be a string)");
+  EXPECT_EQ(error_of(with(R"("files": [{"path": "/x", "contents": 1}])")),
+            R"(spec: "files[0].contents" must be a string)");
   EXPECT_EQ(error_of(with(R"("files": [{"path": "/x", "mode": 4096}])")),
             R"(spec: "files[0].mode" must be a file mode 0..4095 (07777))");
   std::string many = R"("files": [)";

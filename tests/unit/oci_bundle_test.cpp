@@ -113,7 +113,9 @@ TEST(OciBundle, RootPathRelativeOrAbsolute) {
 }
 
 TEST(OciBundle, NotJsonOrNotAnObject) {
-  EXPECT_EQ(error_of_text(""), "config.json is not valid JSON: parse error at line 1, column 1: syntax error while parsing value - unexpected end of input; expected '[', '{', or a literal");
+  EXPECT_EQ(error_of_text(""),
+            "config.json is not valid JSON: parse error at line 1, column 1: syntax error while parsing value - "
+            "unexpected end of input; expected '[', '{', or a literal");
   EXPECT_NE(error_of_text(R"({"process": )").find("config.json is not valid JSON"), std::string::npos);
   EXPECT_EQ(error_of_text("[]"), "config.json must hold a JSON object");
   EXPECT_EQ(error_of_text("\"config\""), "config.json must hold a JSON object");
@@ -137,26 +139,33 @@ TEST(OciBundle, WrongTypes) {
   EXPECT_EQ(error_of(with("/process", "sh")), "config.json: process must be an object");
   EXPECT_EQ(error_of(with("/process/args", "sh -c true")), "config.json: process.args must be an array of strings");
   EXPECT_EQ(error_of(with("/process/args", json::array({"sh", 1}))), "config.json: process.args[1] must be a string");
-  EXPECT_EQ(error_of(with("/process/args", json::array())), "config.json: process.args must start with a non-empty command");
-  EXPECT_EQ(error_of(with("/process/args", json::array({""}))), "config.json: process.args must start with a non-empty command");
+  EXPECT_EQ(error_of(with("/process/args", json::array())),
+            "config.json: process.args must start with a non-empty command");
+  EXPECT_EQ(error_of(with("/process/args", json::array({""}))),
+            "config.json: process.args must start with a non-empty command");
   EXPECT_EQ(error_of(with("/process/env", json::object())), "config.json: process.env must be an array of strings");
   EXPECT_EQ(error_of(with("/process/env", json::array({"NOEQUALS"}))),
             "config.json: process.env[0] must be KEY=VALUE, not 'NOEQUALS'");
-  EXPECT_EQ(error_of(with("/process/env", json::array({"=v"}))), "config.json: process.env[0] must be KEY=VALUE, not '=v'");
+  EXPECT_EQ(error_of(with("/process/env", json::array({"=v"}))),
+            "config.json: process.env[0] must be KEY=VALUE, not '=v'");
   EXPECT_EQ(error_of(with("/process/cwd", 5)), "config.json: process.cwd must be a string");
   EXPECT_EQ(error_of(with("/process/cwd", "relative/dir")), "config.json: process.cwd must be an absolute path");
   EXPECT_EQ(error_of(with("/process/terminal", "yes")), "config.json: process.terminal must be true or false");
   EXPECT_EQ(error_of(with("/process/user", 0)), "config.json: process.user must be an object");
-  EXPECT_EQ(error_of(with("/process/user/uid", -1)), "config.json: process.user.uid must be a whole number 0..2147483647");
-  EXPECT_EQ(error_of(with("/process/user/uid", "0")), "config.json: process.user.uid must be a whole number 0..2147483647");
-  EXPECT_EQ(error_of(with("/process/user/gid", 1.5)), "config.json: process.user.gid must be a whole number 0..2147483647");
+  EXPECT_EQ(error_of(with("/process/user/uid", -1)),
+            "config.json: process.user.uid must be a whole number 0..2147483647");
+  EXPECT_EQ(error_of(with("/process/user/uid", "0")),
+            "config.json: process.user.uid must be a whole number 0..2147483647");
+  EXPECT_EQ(error_of(with("/process/user/gid", 1.5)),
+            "config.json: process.user.gid must be a whole number 0..2147483647");
   EXPECT_EQ(error_of(with("/process/user/uid", 4294967296ULL)),
             "config.json: process.user.uid must be a whole number 0..2147483647");
   EXPECT_EQ(error_of(with("/process/user/additionalGids", 5)),
             "config.json: process.user.additionalGids must be an array of group ids");
   EXPECT_EQ(error_of(with("/process/user/additionalGids", json::array({1, -2}))),
             "config.json: process.user.additionalGids[1] must be a whole number 0..2147483647");
-  EXPECT_EQ(error_of(with("/process/oomScoreAdj", 1001)), "config.json: process.oomScoreAdj must be a whole number -1000..1000");
+  EXPECT_EQ(error_of(with("/process/oomScoreAdj", 1001)),
+            "config.json: process.oomScoreAdj must be a whole number -1000..1000");
   EXPECT_EQ(error_of(with("/process/rlimits", json::object())), "config.json: process.rlimits must be an array");
   EXPECT_EQ(error_of(with("/root", "rootfs")),
             "config.json: root.path is missing: the container's root file system directory is required");
@@ -167,7 +176,8 @@ TEST(OciBundle, WrongTypes) {
   EXPECT_EQ(error_of(with("/ociVersion", 1)), "config.json: ociVersion must be a string");
   EXPECT_EQ(error_of(with("/mounts", json::object())), "config.json: mounts must be an array");
   EXPECT_EQ(error_of(with("/mounts", json::array({"proc"}))), "config.json: mounts[0] must be an object");
-  EXPECT_EQ(error_of(with("/mounts", json::parse(R"([{"type": "proc"}])"))), "config.json: mounts[0].destination is missing");
+  EXPECT_EQ(error_of(with("/mounts", json::parse(R"([{"type": "proc"}])"))),
+            "config.json: mounts[0].destination is missing");
   EXPECT_EQ(error_of(with("/annotations", json::array())), "config.json: annotations must be an object of strings");
   EXPECT_EQ(error_of(with("/annotations", json::parse(R"({"k": 1})"))), "config.json: annotations.k must be a string");
   EXPECT_EQ(error_of(with("/linux", json::array())), "config.json: linux must be an object");
@@ -192,39 +202,49 @@ TEST(OciBundle, WrongTypes) {
 TEST(OciBundle, NulInAStringIsRefused) {
   EXPECT_EQ(error_of(with("/process/args", json::array({std::string("sh\0x", 4)}))),
             "config.json: process.args[0] must not contain a NUL character");
-  EXPECT_EQ(error_of(with("/root/path", std::string("a\0b", 3))), "config.json: root.path must not contain a NUL character");
+  EXPECT_EQ(error_of(with("/root/path", std::string("a\0b", 3))),
+            "config.json: root.path must not contain a NUL character");
 }
 
 TEST(OciBundle, UnsupportedFieldsAreNamed) {
   EXPECT_EQ(error_of(with("/ociVersion", "2.0.0")),
             "config.json: ociVersion 2.0.0 is not supported by microvm: microvm implements runtime-spec 1.x");
   EXPECT_EQ(error_of(with("/process/terminal", true)),
-            "config.json: process.terminal is not supported by microvm: no terminal or --console-socket yet (run without -t)");
-  EXPECT_EQ(error_of(with("/process/user/umask", 077)),
-            "config.json: process.user.umask is not supported by microvm: only the default 0022 is (the guest init sets no "
-            "other yet)");
+            "config.json: process.terminal is not supported by microvm: no terminal or --console-socket yet (run "
+            "without -t)");
+  EXPECT_EQ(
+      error_of(with("/process/user/umask", 077)),
+      "config.json: process.user.umask is not supported by microvm: only the default 0022 is (the guest init sets no "
+      "other yet)");
   EXPECT_EQ(error_of(with("/domainname", "example.org")),
             "config.json: domainname is not supported by microvm: the guest init sets no NIS domain name yet");
   EXPECT_EQ(error_of(with("/hooks", json::parse(R"({"prestart": [{"path": "/bin/true"}]})"))),
             "config.json: hooks.prestart is not supported by microvm: hooks are not run yet");
-  EXPECT_EQ(error_of(with("/windows", json::object())), "config.json: windows is not supported by microvm: microvm runs Linux containers");
+  EXPECT_EQ(error_of(with("/windows", json::object())),
+            "config.json: windows is not supported by microvm: microvm runs Linux containers");
   EXPECT_EQ(error_of(with("/linux/namespaces", json::parse(R"([{"type": "user"}])"))),
-            "config.json: linux.namespaces[0] (user) is not supported by microvm: user namespaces (rootless containers) are not yet");
+            "config.json: linux.namespaces[0] (user) is not supported by microvm: user namespaces (rootless "
+            "containers) are not yet");
   EXPECT_EQ(error_of(with("/linux/namespaces", json::parse(R"([{"type": "network", "path": "/run/netns/x"}])"))),
-            "config.json: linux.namespaces[0] (network at /run/netns/x) is not supported by microvm: the guest is not connected "
+            "config.json: linux.namespaces[0] (network at /run/netns/x) is not supported by microvm: the guest is not "
+            "connected "
             "to a network namespace yet (use --network none)");
-  EXPECT_EQ(error_of(with("/linux/namespaces", json::parse(R"([{"type": "ipc", "path": "/proc/1/ns/ipc"}])"))),
-            "config.json: linux.namespaces[0] (ipc at /proc/1/ns/ipc) is not supported by microvm: joining another namespace "
-            "(another container's) is not: each container is its own VM");
-  EXPECT_EQ(error_of(with("/linux/uidMappings", json::parse(R"([{"containerID": 0, "hostID": 1000, "size": 1}])"))),
-            "config.json: linux.uidMappings is not supported by microvm: user namespaces (rootless containers) are not yet");
+  EXPECT_EQ(
+      error_of(with("/linux/namespaces", json::parse(R"([{"type": "ipc", "path": "/proc/1/ns/ipc"}])"))),
+      "config.json: linux.namespaces[0] (ipc at /proc/1/ns/ipc) is not supported by microvm: joining another namespace "
+      "(another container's) is not: each container is its own VM");
+  EXPECT_EQ(
+      error_of(with("/linux/uidMappings", json::parse(R"([{"containerID": 0, "hostID": 1000, "size": 1}])"))),
+      "config.json: linux.uidMappings is not supported by microvm: user namespaces (rootless containers) are not yet");
   EXPECT_EQ(error_of(with("/linux/devices", json::parse(R"([{"path": "/dev/fuse", "type": "c"}])"))),
             "config.json: linux.devices is not supported by microvm: the guest has only its own virtual devices");
-  EXPECT_EQ(error_of(with("/mounts", json::parse(R"([{"destination": "/data", "type": "bind", "source": "/srv"}])"))),
-            "config.json: mounts[0] (bind /srv on /data) is not supported by microvm: the guest cannot see host directories "
-            "yet (no shared file system)");
+  EXPECT_EQ(
+      error_of(with("/mounts", json::parse(R"([{"destination": "/data", "type": "bind", "source": "/srv"}])"))),
+      "config.json: mounts[0] (bind /srv on /data) is not supported by microvm: the guest cannot see host directories "
+      "yet (no shared file system)");
   EXPECT_EQ(error_of(with("/mounts", json::parse(R"([{"destination": "/mnt", "type": "nfs", "source": "srv:/x"}])"))),
-            "config.json: mounts[0] (nfs srv:/x on /mnt) is not supported by microvm: only the guest's own proc, sysfs, /dev, "
+            "config.json: mounts[0] (nfs srv:/x on /mnt) is not supported by microvm: only the guest's own proc, "
+            "sysfs, /dev, "
             "devpts, shm, mqueue, cgroup and /run mounts are, so far");
   // A guest mount point with a type the guest does not mount there.
   EXPECT_NE(error_of(with("/mounts", json::parse(R"([{"destination": "/proc", "type": "tmpfs"}])"))).find("mounts[0]"),
@@ -251,7 +271,8 @@ TEST(OciBundle, EmptyOrNullOptionalSectionsAreFine) {
 TEST(OciBundle, RuncSpecWithoutTerminalRuns) {
   json config = fixture("runc-spec.json");  // `runc spec`
   EXPECT_EQ(error_of_text(config.dump()),
-            "config.json: process.terminal is not supported by microvm: no terminal or --console-socket yet (run without -t)");
+            "config.json: process.terminal is not supported by microvm: no terminal or --console-socket yet (run "
+            "without -t)");
   config["process"]["terminal"] = false;
   const auto bundle = parse(config);
   ASSERT_TRUE(bundle) << bundle.error().message;
@@ -267,9 +288,10 @@ TEST(OciBundle, RuncSpecWithoutTerminalRuns) {
 TEST(OciBundle, RootlessRuncSpecIsRefusedForItsUserNamespace) {
   json config = fixture("runc-spec-rootless.json");  // `runc spec --rootless`
   config["process"]["terminal"] = false;
-  EXPECT_EQ(error_of(config),
-            "config.json: linux.namespaces[4] (user) is not supported by microvm: user namespaces (rootless containers) are "
-            "not yet");
+  EXPECT_EQ(
+      error_of(config),
+      "config.json: linux.namespaces[4] (user) is not supported by microvm: user namespaces (rootless containers) are "
+      "not yet");
 }
 
 TEST(OciBundle, GuestMountsAreAccepted) {
@@ -308,7 +330,7 @@ TEST(OciBundle, CpuQuotaAndCpusetSizeTheGuest) {
   };
   EXPECT_EQ(vcpus(R"({"quota": 200000, "period": 100000})"), 2U);
   EXPECT_EQ(vcpus(R"({"quota": 150000, "period": 100000})"), 2U);  // rounded up
-  EXPECT_EQ(vcpus(R"({"quota": 50000})"), 1U);                      // period defaults to 100 ms
+  EXPECT_EQ(vcpus(R"({"quota": 50000})"), 1U);                     // period defaults to 100 ms
   EXPECT_EQ(vcpus(R"({"cpus": "0-3,6"})"), 5U);
   EXPECT_EQ(vcpus(R"({"cpus": "0-3", "quota": 200000, "period": 100000})"), 2U);  // the smaller
   EXPECT_EQ(vcpus(R"({"quota": 100000000, "period": 1000})"), vmm::kMaxVcpus);
@@ -333,7 +355,9 @@ TEST(OciBundle, ResourcesNotAppliedAreNamedInAWarning) {
 TEST(OciBundle, AnnotationsWinOverResources) {
   json config = minimal();
   config["linux"]["resources"] = json::parse(R"({"memory": {"limit": 268435456}, "cpu": {"cpus": "0-3"}})");
-  config["annotations"] = {{"microvm.vcpus", "2"}, {"microvm.memory_mib", "512"}, {"microvm.kernel", "kernels/vmlinux"},
+  config["annotations"] = {{"microvm.vcpus", "2"},
+                           {"microvm.memory_mib", "512"},
+                           {"microvm.kernel", "kernels/vmlinux"},
                            {"org.opencontainers.image.title", "app"}};
   const auto bundle = parse(config);
   ASSERT_TRUE(bundle) << bundle.error().message;
@@ -344,7 +368,8 @@ TEST(OciBundle, AnnotationsWinOverResources) {
 }
 
 TEST(OciBundle, BadAnnotationValues) {
-  EXPECT_EQ(error_of(with("/annotations", {{"microvm.vcpus", "0"}})), "config.json: annotation microvm.vcpus '0' is not a number 1..32");
+  EXPECT_EQ(error_of(with("/annotations", {{"microvm.vcpus", "0"}})),
+            "config.json: annotation microvm.vcpus '0' is not a number 1..32");
   EXPECT_EQ(error_of(with("/annotations", {{"microvm.vcpus", "two"}})),
             "config.json: annotation microvm.vcpus 'two' is not a number 1..32");
   EXPECT_EQ(error_of(with("/annotations", {{"microvm.memory_mib", "16"}})),
@@ -357,9 +382,8 @@ TEST(OciBundle, BadAnnotationValues) {
 class OciBundleDir : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("microvm-oci-bundle-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() / ("microvm-oci-bundle-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_ / "rootfs");
   }
@@ -393,7 +417,8 @@ TEST_F(OciBundleDir, RelativeBundlePathIsMadeAbsolute) {
 }
 
 TEST_F(OciBundleDir, NoConfigJson) {
-  EXPECT_EQ(load_error(), fmt::format("bundle {} has no readable config.json: No such file or directory", dir_.string()));
+  EXPECT_EQ(load_error(),
+            fmt::format("bundle {} has no readable config.json: No such file or directory", dir_.string()));
 }
 
 TEST_F(OciBundleDir, NotADirectory) {
@@ -433,9 +458,10 @@ TEST_F(OciBundleDir, EngineFileThatIsMissingADirectoryOrTooLarge) {
     return with("/mounts", json::array({{{"destination", "/etc/hosts"}, {"type", "bind"}, {"source", source}}})).dump();
   };
   write("config.json", mount_of((dir_ / "nope").string()));
-  EXPECT_EQ(load_error(), fmt::format("config.json: mounts[0] (bind {0}/nope on /etc/hosts) names {0}/nope, which cannot be "
-                                      "read: No such file or directory",
-                                      dir_.string()));
+  EXPECT_EQ(load_error(),
+            fmt::format("config.json: mounts[0] (bind {0}/nope on /etc/hosts) names {0}/nope, which cannot be "
+                        "read: No such file or directory",
+                        dir_.string()));
   write("config.json", mount_of((dir_ / "rootfs").string()));
   EXPECT_NE(load_error().find("is not a regular file"), std::string::npos) << load_error();
   write("big", std::string(kMaxCopiedFileBytes + 1, 'x'));

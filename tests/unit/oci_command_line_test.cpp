@@ -46,9 +46,9 @@ TEST(OciCommandLine, TellsTheOciRuntimeFromMicrovmsOwnCli) {
 
 TEST(OciCommandLine, CreateAsConmonCallsIt) {
   // conmon: [global flags] create --bundle B --pid-file P [--console-socket S] ID
-  const OciCommand command = parse_ok({"--root", "/run/r", "--log", "/tmp/l.json", "--log-format", "json",
-                                       "--systemd-cgroup", "create", "--bundle", "/b", "--pid-file", "/p",
-                                       "--no-new-keyring", "--no-pivot", "c1"});
+  const OciCommand command =
+      parse_ok({"--root", "/run/r", "--log", "/tmp/l.json", "--log-format", "json", "--systemd-cgroup", "create",
+                "--bundle", "/b", "--pid-file", "/p", "--no-new-keyring", "--no-pivot", "c1"});
   EXPECT_EQ(command.verb, Verb::kCreate);
   EXPECT_EQ(command.global.root, "/run/r");
   EXPECT_EQ(command.global.log, "/tmp/l.json");
@@ -69,7 +69,8 @@ TEST(OciCommandLine, CreateDefaults) {
   EXPECT_TRUE(command.pid_file.empty());
   EXPECT_TRUE(command.console_socket.empty());
   // The ID may come first, and = forms work.
-  const OciCommand other = parse_ok({"--root=/r", "create", "c2", "-b", "/b", "--pid-file=/p", "--console-socket", "/s"});
+  const OciCommand other =
+      parse_ok({"--root=/r", "create", "c2", "-b", "/b", "--pid-file=/p", "--console-socket", "/s"});
   EXPECT_EQ(other.id, "c2");
   EXPECT_EQ(other.global.root, "/r");
   EXPECT_EQ(other.bundle, "/b");

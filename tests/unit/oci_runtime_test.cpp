@@ -28,7 +28,8 @@ class OciRuntime : public ::testing::Test {
   void SetUp() override {
     parent_ = ::getpid();
     dir_ = std::filesystem::temp_directory_path() /
-           fmt::format("microvm-oci-rt-{}-{}", ::getpid(), ::testing::UnitTest::GetInstance()->current_test_info()->name());
+           fmt::format("microvm-oci-rt-{}-{}", ::getpid(),
+                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     bundle_ = dir_ / "bundle";
     std::filesystem::create_directories(bundle_ / "rootfs/bin");
@@ -69,7 +70,8 @@ class OciRuntime : public ::testing::Test {
     return text.str();
   }
   Runtime runtime() const {
-    return Runtime(RuntimeEnvironment{dir_ / "root", dir_ / "cache", dir_ / "builder", {(dir_ / "vmlinux").string(), ""}});
+    return Runtime(
+        RuntimeEnvironment{dir_ / "root", dir_ / "cache", dir_ / "builder", {(dir_ / "vmlinux").string(), ""}});
   }
   // create, and in the forked VMM process: exit with what create returned there.
   Result<int> create(Runtime& rt, const std::string& id) {
@@ -94,7 +96,8 @@ class OciRuntime : public ::testing::Test {
     return wait_status;
   }
   void wait_for(const std::filesystem::path& path) const {
-    for (int i = 0; i < 2000 && !std::filesystem::exists(path); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    for (int i = 0; i < 2000 && !std::filesystem::exists(path); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     ASSERT_TRUE(std::filesystem::exists(path)) << path;
   }
 
@@ -213,11 +216,13 @@ TEST_F(OciRuntime, DeleteOfACreatedContainerKillsItsVmm) {
 
 TEST_F(OciRuntime, BadBundleLeavesNoContainer) {
   Runtime rt = runtime();
-  write(bundle_ / "config.json", R"({"process": {"args": ["sh"], "cwd": "/", "terminal": true}, "root": {"path": "rootfs"}})");
+  write(bundle_ / "config.json",
+        R"({"process": {"args": ["sh"], "cwd": "/", "terminal": true}, "root": {"path": "rootfs"}})");
   auto created = create(rt, "c1");
   ASSERT_FALSE(created);
   EXPECT_EQ(created.error().message,
-            "config.json: process.terminal is not supported by microvm: no terminal or --console-socket yet (run without -t)");
+            "config.json: process.terminal is not supported by microvm: no terminal or --console-socket yet (run "
+            "without -t)");
   EXPECT_FALSE(std::filesystem::exists(dir_ / "root/c1"));
   std::filesystem::remove(bundle_ / "config.json");
   created = create(rt, "c1");

@@ -22,8 +22,9 @@ namespace {
 class OciStateDir : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           fmt::format("microvm-oci-{}-{}", ::getpid(), ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ =
+        std::filesystem::temp_directory_path() /
+        fmt::format("microvm-oci-{}-{}", ::getpid(), ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
   }
@@ -151,7 +152,8 @@ TEST(OciState, Report) {
 }
 
 TEST(OciState, CreatedTimeIsRfc3339) {
-  EXPECT_TRUE(std::regex_match(rfc3339_now(), std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z)"))) << rfc3339_now();
+  EXPECT_TRUE(std::regex_match(rfc3339_now(), std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z)")))
+      << rfc3339_now();
 }
 
 // --- the rootfs image -------------------------------------------------------------------------

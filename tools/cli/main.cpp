@@ -17,10 +17,10 @@
 #include "api/http/server.h"
 #include "api/json.h"
 #include "api/resources/vm_config.h"
+#include "runtime/oci/rootfs_image.h"
 #include "tools/cli/controller.h"
 #include "tools/cli/options.h"
 #include "tools/cli/terminal.h"
-#include "runtime/oci/rootfs_image.h"
 #include "tools/oci/command_line.h"
 #include "tools/oci/oci_main.h"
 
@@ -204,7 +204,7 @@ int run_ctl(const microvm::cli::CtlOptions& ctl) {
 std::string rootfs_builder() {
   const char* override_path = std::getenv("MICROVM_ROOTFS_BUILD");
   return override_path != nullptr && *override_path != '\0' ? std::string(override_path)
-                                                             : std::string(MICROVM_TOOLS_DIR) + "/rootfs-build";
+                                                            : std::string(MICROVM_TOOLS_DIR) + "/rootfs-build";
 }
 
 // `microvm rootfs build`: tools/rootfs-build does it.
@@ -233,8 +233,8 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
   // The same binary in runc's place (podman --runtime, containerd's BinaryName): tools/oci.
   if (microvm::oci::is_oci_invocation(argv[0], args)) {
-    microvm::oci::RuntimeEnvironment environment{{}, microvm::oci::cache_dir(), rootfs_builder(),
-                                                 microvm::cli::host_defaults()};
+    microvm::oci::RuntimeEnvironment environment{
+        {}, microvm::oci::cache_dir(), rootfs_builder(), microvm::cli::host_defaults()};
     return microvm::oci::oci_main(args, std::move(environment), [process_start](microvm::vmm::VmResources resources) {
       microvm::cli::StartOptions options;
       options.vm = std::move(resources);

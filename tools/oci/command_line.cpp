@@ -16,14 +16,13 @@ namespace microvm::oci {
 namespace {
 
 // runc's global flags (urfave/cli, so `--root DIR` and `--root=DIR` alike).
-constexpr std::array kGlobalFlags{"--root", "--log", "--log-format", "--systemd-cgroup",
+constexpr std::array kGlobalFlags{"--root",  "--log",  "--log-format", "--systemd-cgroup",
                                   "--debug", "--criu", "--rootless"};
 constexpr std::array kGlobalFlagsWithValue{"--root", "--log", "--log-format", "--criu", "--rootless"};
 // Verbs only the OCI runtime has: what we implement, then runc's others (so they get "not
 // supported" rather than microvm's "unknown command").
-constexpr std::array kOciOnlyVerbs{"create", "state",   "kill",       "delete", "run",    "list",  "features",
-                                   "exec",   "pause",   "resume",     "ps",     "events", "update", "checkpoint",
-                                   "restore", "spec"};
+constexpr std::array kOciOnlyVerbs{"create", "state",  "kill", "delete", "run",    "list",       "features", "exec",
+                                   "pause",  "resume", "ps",   "events", "update", "checkpoint", "restore",  "spec"};
 constexpr std::array kImplementedVerbs{"create", "start", "state", "kill", "delete", "run", "list", "features"};
 constexpr std::array kOciArgv0{"microvm-oci", "runc"};
 
