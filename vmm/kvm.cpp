@@ -17,6 +17,8 @@ using detail::kMaxCpuidEntries;
 
 namespace {
 
+constexpr std::uint32_t kMaxMsrIndices = 4096;  // KVM lists a few hundred; more is not a KVM we know
+
 struct Capability {
   long id;
   const char* name;
@@ -105,6 +107,22 @@ Result<std::vector<kvm_cpuid_entry2>> Kvm::supported_cpuid() const {
   std::vector<kvm_cpuid_entry2> entries(result.nent);
   std::memcpy(entries.data(), buffer.data() + sizeof(abi::Cpuid2Header), result.nent * sizeof(kvm_cpuid_entry2));
   return entries;
+}
+
+Result<std::vector<std::uint32_t>> Kvm::msr_index_list() const {
+  // First with room for none: KVM fails with E2BIG and says how many there are.
+  abi::MsrListHeader probe{0};
+  // KVM reads nmsrs and, the array being too small, writes only the needed count back.
+  if (::ioctl(fd_.get(), abi::kGetMsrIndexList, &probe) < 0 && errno != E2BIG) {
+    return fail_kvm("KVM_GET_MSR_INDEX_LIST failed: {}", errno_text(errno));
+  }
+  if (probe.nmsrs > kMaxMsrIndices) return fail_kvm("KVM_GET_MSR_INDEX_LIST reports {} MSRs", probe.nmsrs);
+  std::vector<std::uint32_t> buffer(1 + probe.nmsrs);
+  buffer[0] = probe.nmsrs;
+  // KVM writes at most nmsrs indices behind the header, into the buffer sized for them.
+  TRY_VOID(check(::ioctl(fd_.get(), abi::kGetMsrIndexList, buffer.data()), "KVM_GET_MSR_INDEX_LIST"));
+  const std::uint32_t count = std::min(buffer[0], probe.nmsrs);
+  return std::vector<std::uint32_t>(buffer.begin() + 1, buffer.begin() + 1 + count);
 }
 
 Result<std::size_t> Kvm::vcpu_mmap_size() const {

@@ -6,6 +6,7 @@
 
 #include <linux/kvm.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,8 @@ class Kvm {
 
   [[nodiscard]] int check_extension(long capability) const;
   [[nodiscard]] Result<std::vector<kvm_cpuid_entry2>> supported_cpuid() const;
+  // KVM_GET_MSR_INDEX_LIST (api.rst 4.3): every MSR KVM can save and restore for a vCPU.
+  [[nodiscard]] Result<std::vector<std::uint32_t>> msr_index_list() const;
   [[nodiscard]] Result<std::size_t> vcpu_mmap_size() const;
   [[nodiscard]] unsigned max_vcpus() const;
   [[nodiscard]] Result<Vm> create_vm() const;

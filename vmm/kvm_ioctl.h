@@ -14,7 +14,8 @@
 namespace microvm::vmm::detail {
 
 inline constexpr std::size_t kMaxCpuidEntries = 256;
-inline constexpr std::size_t kMaxMsrEntries = 64;
+// KVM_GET_MSRS / KVM_SET_MSRS take at most MAX_IO_MSRS (256, arch/x86/kvm/x86.c) entries a call.
+inline constexpr std::size_t kMaxMsrEntries = 255;
 
 // A failed KVM ioctl (rc < 0, errno set) as an ErrorKind::kKvm error naming the ioctl.
 [[nodiscard]] inline Result<void> check(int rc, const char* what) {

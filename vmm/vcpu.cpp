@@ -3,6 +3,7 @@
 #include <sys/ioctl.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "vmm/kvm_abi.h"
@@ -109,6 +110,112 @@ Result<kvm_lapic_state> Vcpu::get_lapic() const {
 Result<void> Vcpu::set_lapic(const kvm_lapic_state& lapic) const {
   // KVM reads one struct kvm_lapic_state from `lapic` (api.rst 4.58).
   return check(::ioctl(fd_.get(), KVM_SET_LAPIC, &lapic), "KVM_SET_LAPIC");
+}
+
+Result<std::vector<kvm_cpuid_entry2>> Vcpu::get_cpuid() const {
+  std::vector<std::byte> buffer(sizeof(abi::Cpuid2Header) + kMaxCpuidEntries * sizeof(kvm_cpuid_entry2));
+  const abi::Cpuid2Header header{kMaxCpuidEntries, 0};
+  std::memcpy(buffer.data(), &header, sizeof(header));
+  // KVM writes at most nent entries behind the header and sets nent to how many (api.rst 4.46 for
+  // the layout); the buffer is sized for kMaxCpuidEntries.
+  TRY_VOID(check(::ioctl(fd_.get(), abi::kGetCpuid2, buffer.data()), "KVM_GET_CPUID2"));
+  abi::Cpuid2Header result;
+  std::memcpy(&result, buffer.data(), sizeof(result));
+  if (result.nent > kMaxCpuidEntries) return fail_kvm("KVM_GET_CPUID2 returned {} entries", result.nent);
+  std::vector<kvm_cpuid_entry2> entries(result.nent);
+  std::memcpy(entries.data(), buffer.data() + sizeof(abi::Cpuid2Header), result.nent * sizeof(kvm_cpuid_entry2));
+  return entries;
+}
+
+Result<std::vector<kvm_msr_entry>> Vcpu::get_msrs(std::span<const std::uint32_t> indices) const {
+  if (indices.size() > kMaxMsrEntries) return fail_kind(ErrorKind::kInternal, "too many MSRs ({})", indices.size());
+  std::vector<kvm_msr_entry> entries(indices.size());
+  for (std::size_t i = 0; i < indices.size(); ++i) entries[i].index = indices[i];
+  std::vector<std::byte> buffer = counted_array<abi::MsrsHeader>(std::span<const kvm_msr_entry>(entries));
+  // KVM_GET_MSRS reads nmsrs entries' indices from behind the header, writes their values in place
+  // and returns how many it read (api.rst 4.18); the buffer holds all nmsrs entries.
+  const int read = ::ioctl(fd_.get(), abi::kGetMsrs, buffer.data());
+  if (read < 0) return fail_kvm("KVM_GET_MSRS failed: {}", errno_text(errno));
+  const auto count = std::min(static_cast<std::size_t>(read), entries.size());
+  std::memcpy(entries.data(), buffer.data() + sizeof(abi::MsrsHeader), count * sizeof(kvm_msr_entry));
+  entries.resize(count);
+  return entries;
+}
+
+Result<kvm_mp_state> Vcpu::get_mp_state() const {
+  kvm_mp_state state{};
+  // KVM writes one struct kvm_mp_state (api.rst 4.38).
+  TRY_VOID(check(::ioctl(fd_.get(), KVM_GET_MP_STATE, &state), "KVM_GET_MP_STATE"));
+  return state;
+}
+Result<void> Vcpu::set_mp_state(const kvm_mp_state& state) const {
+  // KVM reads one struct kvm_mp_state (api.rst 4.39).
+  return check(::ioctl(fd_.get(), KVM_SET_MP_STATE, &state), "KVM_SET_MP_STATE");
+}
+
+Result<std::vector<std::byte>> Vcpu::get_xsave(std::size_t size) const {
+  if (size < sizeof(abi::XsaveRegion)) return fail_kind(ErrorKind::kInternal, "XSAVE area of {} bytes", size);
+  std::vector<std::byte> area(size);
+  // KVM writes 4 KiB (KVM_GET_XSAVE, api.rst 4.42), or with KVM_GET_XSAVE2 (4.134) exactly the
+  // KVM_CAP_XSAVE2 size of the VM, which `size` is: the buffer holds either.
+  const bool extended = size > sizeof(abi::XsaveRegion);
+  TRY_VOID(check(::ioctl(fd_.get(), extended ? abi::kGetXsave2 : abi::kGetXsave, area.data()),
+                 extended ? "KVM_GET_XSAVE2" : "KVM_GET_XSAVE"));
+  return area;
+}
+Result<void> Vcpu::set_xsave(std::span<const std::byte> area) const {
+  if (area.size() < sizeof(abi::XsaveRegion)) {
+    return fail_kind(ErrorKind::kInternal, "XSAVE area of {} bytes", area.size());
+  }
+  // KVM reads 4 KiB, or the VM's KVM_CAP_XSAVE2 size when that is larger (api.rst 4.43); the
+  // caller checked that `area` has that size.
+  return check(::ioctl(fd_.get(), abi::kSetXsave, area.data()), "KVM_SET_XSAVE");
+}
+
+Result<kvm_xcrs> Vcpu::get_xcrs() const {
+  kvm_xcrs xcrs{};
+  // KVM writes one struct kvm_xcrs (api.rst 4.44).
+  TRY_VOID(check(::ioctl(fd_.get(), KVM_GET_XCRS, &xcrs), "KVM_GET_XCRS"));
+  return xcrs;
+}
+Result<void> Vcpu::set_xcrs(const kvm_xcrs& xcrs) const {
+  // KVM reads one struct kvm_xcrs and checks nr_xcrs against KVM_MAX_XCRS (api.rst 4.45).
+  return check(::ioctl(fd_.get(), KVM_SET_XCRS, &xcrs), "KVM_SET_XCRS");
+}
+
+Result<kvm_debugregs> Vcpu::get_debug_regs() const {
+  kvm_debugregs regs{};
+  // KVM writes one struct kvm_debugregs (api.rst 4.33).
+  TRY_VOID(check(::ioctl(fd_.get(), KVM_GET_DEBUGREGS, &regs), "KVM_GET_DEBUGREGS"));
+  return regs;
+}
+Result<void> Vcpu::set_debug_regs(const kvm_debugregs& regs) const {
+  // KVM reads one struct kvm_debugregs (api.rst 4.34).
+  return check(::ioctl(fd_.get(), KVM_SET_DEBUGREGS, &regs), "KVM_SET_DEBUGREGS");
+}
+
+Result<kvm_vcpu_events> Vcpu::get_vcpu_events() const {
+  kvm_vcpu_events events{};
+  // KVM writes one struct kvm_vcpu_events (api.rst 4.31).
+  TRY_VOID(check(::ioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &events), "KVM_GET_VCPU_EVENTS"));
+  return events;
+}
+Result<void> Vcpu::set_vcpu_events(const kvm_vcpu_events& events) const {
+  // KVM reads one struct kvm_vcpu_events; its flags say which optional fields are valid (api.rst 4.32).
+  return check(::ioctl(fd_.get(), KVM_SET_VCPU_EVENTS, &events), "KVM_SET_VCPU_EVENTS");
+}
+
+Result<void> Vcpu::set_tsc_khz(std::uint32_t khz) const {
+  // The frequency is passed by value (api.rst 4.55).
+  if (::ioctl(fd_.get(), KVM_SET_TSC_KHZ, static_cast<unsigned long>(khz)) < 0) {
+    return fail_kvm("KVM_SET_TSC_KHZ {} kHz on vCPU {} failed: {}", khz, id_, errno_text(errno));
+  }
+  return {};
+}
+
+Result<void> Vcpu::kvmclock_ctrl() const {
+  // No argument (api.rst 4.70).
+  return check(::ioctl(fd_.get(), KVM_KVMCLOCK_CTRL, 0), "KVM_KVMCLOCK_CTRL");
 }
 
 std::uint32_t Vcpu::tsc_khz() const {

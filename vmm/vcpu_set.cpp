@@ -151,14 +151,24 @@ void VcpuSet::note_unclaimed(const char* access, std::uint64_t port) {
 }
 
 void VcpuSet::run(Vcpu& vcpu) {
+  // After an I/O or MMIO exit, KVM finishes the instruction (stores an IN's data, advances RIP) only
+  // at the next KVM_RUN (api.rst 4.10 "KVM_RUN": the operation is complete, and the guest state
+  // consistent, only once userspace re-entered the kernel). So a vCPU parks only with no operation
+  // half done: when paused right after one, it re-enters once with immediate_exit set (request_pause
+  // set it), which completes the operation and returns EINTR without running guest code. A saved
+  // state is then exactly the guest's.
+  bool operation_pending = false;
   while (!stopping_.load()) {
-    park_if_paused();
+    if (!operation_pending) park_if_paused();
     if (stopping_.load()) return;
     Result<VcpuExit> result = vcpu.run();
     if (!result) {
       stop(StopReason::kError, result.error().message);
       return;
     }
+    operation_pending = std::holds_alternative<exit::IoIn>(*result) || std::holds_alternative<exit::IoOut>(*result) ||
+                        std::holds_alternative<exit::MmioRead>(*result) ||
+                        std::holds_alternative<exit::MmioWrite>(*result);
     exit_counts_[result->index()].fetch_add(1, std::memory_order_relaxed);
     exit_stats_[vcpu.id()].record(*result);
     std::visit(

@@ -2,6 +2,7 @@
 
 #include <sys/ioctl.h>
 
+#include "vmm/kvm_abi.h"
 #include "vmm/kvm_ioctl.h"
 
 namespace microvm::vmm {
@@ -68,6 +69,55 @@ Result<void> Vm::register_irqfd(int eventfd, std::uint32_t gsi) const {
   if (::ioctl(fd_.get(), KVM_IRQFD, &request) < 0)
     return fail_kvm("KVM_IRQFD for GSI {} failed: {}", gsi, errno_text(errno));
   return {};
+}
+
+int Vm::check_extension(long capability) const {
+  // KVM_CHECK_EXTENSION takes the capability number by value.
+  return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, capability);
+}
+
+std::size_t Vm::xsave_size() const {
+  const int size = check_extension(KVM_CAP_XSAVE2);
+  return size > static_cast<int>(sizeof(abi::XsaveRegion)) ? static_cast<std::size_t>(size) : sizeof(abi::XsaveRegion);
+}
+
+Result<kvm_irqchip> Vm::get_irqchip(std::uint32_t chip) const {
+  kvm_irqchip state{};
+  state.chip_id = chip;
+  // KVM reads chip_id and writes that chip's state into the same struct kvm_irqchip (api.rst 4.26).
+  TRY_VOID(check(::ioctl(fd_.get(), KVM_GET_IRQCHIP, &state), "KVM_GET_IRQCHIP"));
+  return state;
+}
+
+Result<void> Vm::set_irqchip(const kvm_irqchip& state) const {
+  // KVM reads one struct kvm_irqchip and checks its chip_id (api.rst 4.27).
+  return check(::ioctl(fd_.get(), KVM_SET_IRQCHIP, &state), "KVM_SET_IRQCHIP");
+}
+
+Result<kvm_pit_state2> Vm::get_pit2() const {
+  kvm_pit_state2 state{};
+  // KVM writes one struct kvm_pit_state2 (api.rst 4.72).
+  TRY_VOID(check(::ioctl(fd_.get(), KVM_GET_PIT2, &state), "KVM_GET_PIT2"));
+  return state;
+}
+
+Result<void> Vm::set_pit2(const kvm_pit_state2& state) const {
+  // KVM reads one struct kvm_pit_state2 (api.rst 4.73).
+  return check(::ioctl(fd_.get(), KVM_SET_PIT2, &state), "KVM_SET_PIT2");
+}
+
+Result<kvm_clock_data> Vm::get_clock() const {
+  kvm_clock_data clock{};
+  // KVM writes one struct kvm_clock_data (api.rst 4.29).
+  TRY_VOID(check(::ioctl(fd_.get(), KVM_GET_CLOCK, &clock), "KVM_GET_CLOCK"));
+  return clock;
+}
+
+Result<void> Vm::set_clock(std::uint64_t value) const {
+  kvm_clock_data clock{};  // flags 0 (no KVM_CLOCK_REALTIME), padding zero
+  clock.clock = value;
+  // KVM reads one struct kvm_clock_data (api.rst 4.30).
+  return check(::ioctl(fd_.get(), KVM_SET_CLOCK, &clock), "KVM_SET_CLOCK");
 }
 
 Result<Vcpu> Vm::create_vcpu(unsigned id, std::size_t mmap_size) const {
