@@ -1,5 +1,7 @@
 #include "devices/acpi_pm.h"
 
+#include "base/error.h"
+
 namespace microvm::devices {
 
 namespace {
@@ -7,6 +9,21 @@ namespace {
 constexpr std::uint64_t kEnable = 2;   // PM1_EN
 constexpr std::uint64_t kControl = 4;  // PM1_CNT
 }  // namespace
+
+AcpiPm::State AcpiPm::state() const {
+  std::lock_guard lock(mutex_);
+  return State{enable_, control_};
+}
+
+Result<void> AcpiPm::restore(const State& state) {
+  if ((state.control & (kSciEnable | kSleepEnable)) != 0) {
+    return fail("ACPI PM: PM1_CNT {:#06x} holds SCI_EN or SLP_EN, which the device never stores", state.control);
+  }
+  std::lock_guard lock(mutex_);
+  enable_ = state.enable;
+  control_ = state.control;
+  return {};
+}
 
 void AcpiPm::read(std::uint64_t offset, std::span<std::uint8_t> data) {
   std::lock_guard lock(mutex_);

@@ -10,6 +10,7 @@
 #include <functional>
 #include <mutex>
 
+#include "base/result.h"
 #include "devices/bus_device.h"
 
 namespace microvm::devices {
@@ -29,12 +30,21 @@ class AcpiPm final : public BusDevice {
 
   explicit AcpiPm(std::function<void()> on_power_off) : on_power_off_(std::move(on_power_off)) {}
 
+  struct State {
+    std::uint16_t enable = 0;   // PM1_EN
+    std::uint16_t control = 0;  // PM1_CNT without SCI_EN and SLP_EN
+
+    bool operator==(const State&) const = default;
+  };
+  [[nodiscard]] State state() const;
+  [[nodiscard]] Result<void> restore(const State& state);
+
   void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
   void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
 
  private:
   std::function<void()> on_power_off_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::uint16_t enable_ = 0;   // PM1_EN: stored, nothing ever fires
   std::uint16_t control_ = 0;  // PM1_CNT without SCI_EN and SLP_EN
 };

@@ -1,5 +1,7 @@
 #include "devices/i8042.h"
 
+#include "base/error.h"
+
 namespace microvm::devices {
 
 namespace {
@@ -17,6 +19,23 @@ constexpr std::uint8_t kOutputPortResetBit = 0x01;  // output port bit 0 low = C
 constexpr std::uint8_t kStatusOutputFull = 0x01;
 constexpr std::uint8_t kStatusSystemFlag = 0x04;  // set once the self-test passed (always, here)
 }  // namespace
+
+I8042::State I8042::state() const {
+  std::lock_guard lock(mutex_);
+  return State{output_, pending_command_, control_};
+}
+
+Result<void> I8042::restore(const State& state) {
+  if (state.pending_command && *state.pending_command != kCmdWriteControl &&
+      *state.pending_command != kCmdWriteOutputPort) {
+    return fail("i8042: command {:#04x} does not wait for a data byte", *state.pending_command);
+  }
+  std::lock_guard lock(mutex_);
+  output_ = state.output;
+  pending_command_ = state.pending_command;
+  control_ = state.control;
+  return {};
+}
 
 void I8042::read(std::uint64_t offset, std::span<std::uint8_t> data) {
   if (data.empty()) return;

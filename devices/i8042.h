@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 
+#include "base/result.h"
 #include "devices/bus_device.h"
 
 namespace microvm::devices {
@@ -20,12 +21,22 @@ class I8042 final : public BusDevice {
 
   explicit I8042(std::function<void()> on_reset) : on_reset_(std::move(on_reset)) {}
 
+  struct State {
+    std::optional<std::uint8_t> output;           // byte waiting in the output buffer
+    std::optional<std::uint8_t> pending_command;  // 0x60 or 0xd1, waiting for its data byte
+    std::uint8_t control = 0;
+
+    bool operator==(const State&) const = default;
+  };
+  [[nodiscard]] State state() const;
+  [[nodiscard]] Result<void> restore(const State& state);
+
   void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
   void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
 
  private:
   std::function<void()> on_reset_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::optional<std::uint8_t> output_;           // byte waiting in the output buffer
   std::optional<std::uint8_t> pending_command_;  // command waiting for its data byte
   std::uint8_t control_ = 0x30;                  // controller configuration byte: both ports' clocks off

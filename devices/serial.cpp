@@ -1,5 +1,7 @@
 #include "devices/serial.h"
 
+#include "base/error.h"
+
 namespace microvm::devices {
 
 namespace {
@@ -20,7 +22,37 @@ constexpr std::uint8_t kLsrThrEmpty = 0x20;
 constexpr std::uint8_t kLsrTransmitterEmpty = 0x40;
 constexpr std::uint8_t kMsrCts = 0x10, kMsrDsr = 0x20, kMsrRi = 0x40, kMsrDcd = 0x80;
 constexpr std::uint8_t kMcrDtr = 0x01, kMcrRts = 0x02, kMcrOut1 = 0x04, kMcrOut2 = 0x08;
+constexpr std::uint8_t kMcrMask = 0x1f;  // MCR bits 5-7 are always 0 on a 16550A
 }  // namespace
+
+Serial::State Serial::state() const {
+  std::lock_guard lock(mutex_);
+  return State{ier_,          lcr_,
+               mcr_,          scratch_,
+               dll_,          dlm_,
+               fifo_enabled_, thr_empty_interrupt_,
+               irq_level_,    std::vector<std::uint8_t>(input_.begin(), input_.end())};
+}
+
+Result<void> Serial::restore(const State& state) {
+  if ((state.ier & ~kIerMask) != 0) return fail("serial: IER {:#04x} has bits a 16550A does not have", state.ier);
+  if ((state.mcr & ~kMcrMask) != 0) return fail("serial: MCR {:#04x} has bits a 16550A does not have", state.mcr);
+  if (state.input.size() > kInputCapacity) {
+    return fail("serial: {} bytes of pending input, the device buffers at most {}", state.input.size(), kInputCapacity);
+  }
+  std::lock_guard lock(mutex_);
+  ier_ = state.ier;
+  lcr_ = state.lcr;
+  mcr_ = state.mcr;
+  scratch_ = state.scratch;
+  dll_ = state.dll;
+  dlm_ = state.dlm;
+  fifo_enabled_ = state.fifo_enabled;
+  thr_empty_interrupt_ = state.thr_empty_interrupt;
+  irq_level_ = state.irq_level;
+  input_.assign(state.input.begin(), state.input.end());
+  return {};
+}
 
 void Serial::read(std::uint64_t offset, std::span<std::uint8_t> data) {
   if (data.empty()) return;
@@ -105,7 +137,7 @@ void Serial::write_register(std::uint8_t reg, std::uint8_t value) {
       if ((value & kFcrClearReceive) != 0) input_.clear();
       break;
     case kLcr: lcr_ = value; break;
-    case kMcr: mcr_ = value & 0x1f; break;
+    case kMcr: mcr_ = value & kMcrMask; break;
     case kScratch: scratch_ = value; break;
     default:  // LSR and MSR are read-only
       break;

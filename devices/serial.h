@@ -8,6 +8,9 @@
 #include <functional>
 #include <mutex>
 #include <span>
+#include <vector>
+
+#include "base/result.h"
 
 #include "devices/bus_device.h"
 #include "devices/interrupt_line.h"
@@ -34,6 +37,27 @@ class Serial final : public BusDevice {
 
   Serial(InterruptLine& irq, OutputSink sink) : irq_(irq), sink_(std::move(sink)) {}
 
+  // Everything a snapshot keeps: the registers, what the interrupt line was left at, and the host
+  // input the guest has not read yet.
+  struct State {
+    std::uint8_t ier = 0;
+    std::uint8_t lcr = 0;
+    std::uint8_t mcr = 0;
+    std::uint8_t scratch = 0;
+    std::uint8_t dll = 0;
+    std::uint8_t dlm = 0;
+    bool fifo_enabled = false;
+    bool thr_empty_interrupt = false;
+    bool irq_level = false;
+    std::vector<std::uint8_t> input;  // at most kInputCapacity bytes
+
+    bool operator==(const State&) const = default;
+  };
+  [[nodiscard]] State state() const;
+  // Takes `state` over (refusing register values the device cannot hold and input beyond its
+  // capacity). The interrupt line is not touched: its level is part of the restored irqchip.
+  [[nodiscard]] Result<void> restore(const State& state);
+
   void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
   void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
 
@@ -49,7 +73,7 @@ class Serial final : public BusDevice {
 
   InterruptLine& irq_;
   OutputSink sink_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::deque<std::uint8_t> input_;
   std::uint8_t ier_ = 0;
   std::uint8_t lcr_ = 0x03;  // 8 data bits

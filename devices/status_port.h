@@ -27,6 +27,14 @@ class StatusPort final : public BusDevice {
   void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
   void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
 
+  struct State {
+    bool stop_requested = false;
+
+    bool operator==(const State&) const = default;
+  };
+  [[nodiscard]] State state() const { return State{stop_requested_.load()}; }
+  void restore(const State& state) { stop_requested_.store(state.stop_requested); }
+
   // The host wants the workload stopped (Ctrl-C, SIGTERM, an API stop): the init polls for this.
   void request_stop() { stop_requested_.store(true); }
   [[nodiscard]] bool stop_requested() const { return stop_requested_.load(); }

@@ -208,6 +208,83 @@ void MmioTransport::fail_locked(const Error& error) {
   if ((status_ & VIRTIO_CONFIG_S_DRIVER_OK) != 0) signal_config_change();  // §2.1.2
 }
 
+MmioTransport::State MmioTransport::state() {
+  std::lock_guard lock(mutex_);
+  State out;
+  out.status = status_;
+  out.device_features_select = device_features_select_;
+  out.driver_features_select = driver_features_select_;
+  out.driver_features = driver_features_;
+  out.queue_select = queue_select_;
+  out.activated = activated_;
+  out.device_failed = device_failed_;
+  out.queue_configs = queue_configs_;
+  for (const Queue& q : queues_) out.queues.push_back(q.state());
+  std::lock_guard irq_lock(interrupt_mutex_);
+  out.interrupt_status = interrupt_status_;
+  out.config_generation = config_generation_;
+  return out;
+}
+
+Result<void> MmioTransport::restore(const State& state) {
+  constexpr std::uint32_t kKnownStatus = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+                                         VIRTIO_CONFIG_S_DRIVER_OK | VIRTIO_CONFIG_S_FEATURES_OK |
+                                         VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED;
+  constexpr std::uint32_t kKnownInterrupts = VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG;
+  const std::uint32_t id = device_.device_id();
+  if (state.queues.size() != queues_.size() || state.queue_configs.size() != queues_.size()) {
+    return fail("virtio device {}: the snapshot has {} queues, the device has {}", id, state.queues.size(),
+                queues_.size());
+  }
+  if ((state.status & ~kKnownStatus) != 0) return fail("virtio device {}: status {:#x}", id, state.status);
+  if ((state.interrupt_status & ~kKnownInterrupts) != 0) {
+    return fail("virtio device {}: interrupt status {:#x}", id, state.interrupt_status);
+  }
+  if ((state.driver_features & ~device_.features()) != 0) {
+    return fail(
+        "virtio device {}: the driver accepted features {:#x}, this device offers {:#x} (is the host "
+        "backend the same kind as when the snapshot was taken?)",
+        id, state.driver_features, device_.features());
+  }
+  const std::uint32_t live = VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK;
+  if (state.activated && (state.status & live) != live) {
+    return fail("virtio device {}: activated without FEATURES_OK and DRIVER_OK (status {:#x})", id, state.status);
+  }
+  std::vector<Queue> queues(queues_.size());
+  for (std::size_t i = 0; i < queues.size(); ++i) {
+    const Queue::State& q = state.queues[i];
+    if (q.ready && !state.queue_configs[i].ready) return fail("virtio device {}: queue {} ready unconfigured", id, i);
+    if (auto restored = queues[i].restore(q, memory_); !restored) {
+      return std::unexpected(restored.error().context(fmt::format("virtio device {} queue {}", id, i)));
+    }
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (activated_ || status_ != 0) return fail_state("virtio device {}: restore on a transport in use", id);
+    queues_ = std::move(queues);
+    queue_configs_ = state.queue_configs;
+    status_ = state.status;
+    device_features_select_ = state.device_features_select;
+    driver_features_select_ = state.driver_features_select;
+    driver_features_ = state.driver_features;
+    queue_select_ = state.queue_select;
+    device_failed_ = state.device_failed;
+    {
+      std::lock_guard irq_lock(interrupt_mutex_);
+      interrupt_status_ = state.interrupt_status;
+      config_generation_ = state.config_generation;
+    }
+    if (state.activated) {
+      TRY_VOID(device_.activate(memory_, queues_, driver_features_, *this));
+      activated_ = true;
+    }
+  }
+  if (state.activated && !state.device_failed) {
+    for (std::size_t queue = 0; queue < queues_.size(); ++queue) device_.notify(static_cast<std::uint16_t>(queue));
+  }
+  return {};
+}
+
 void MmioTransport::signal_used_buffers() {
   raise(VIRTIO_MMIO_INT_VRING);
 }

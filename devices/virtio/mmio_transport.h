@@ -37,12 +37,40 @@ class MmioTransport final : public BusDevice, private Interrupt {
   // Where a QueueNotify write lands in the window (for ioeventfd registration: §4.2.2 QueueNotify).
   static constexpr std::uint64_t kQueueNotifyOffset = 0x50;
 
- private:
-  struct QueueConfig {  // what the driver wrote, applied to the Queue when it sets QueueReady
+  // What the driver configured, per queue (QueueNum, the three areas, QueueReady as written).
+  struct QueueConfigState {
     std::uint16_t size = 0;
     bool ready = false;
     std::uint64_t descriptors = 0, driver_area = 0, device_area = 0;
+
+    bool operator==(const QueueConfigState&) const = default;
   };
+  // The transport's registers and queues, for a snapshot (the device's own state is the device's).
+  struct State {
+    std::uint32_t status = 0;
+    std::uint32_t device_features_select = 0;
+    std::uint32_t driver_features_select = 0;
+    std::uint64_t driver_features = 0;
+    std::uint32_t queue_select = 0;
+    std::uint32_t interrupt_status = 0;
+    std::uint32_t config_generation = 0;
+    bool activated = false;
+    bool device_failed = false;
+    std::vector<QueueConfigState> queue_configs;  // one per queue
+    std::vector<Queue::State> queues;
+
+    bool operator==(const State&) const = default;
+  };
+  // Taken while the vCPUs are paused and the device idle (virtio-blk drained).
+  [[nodiscard]] State state();
+  // On a transport that was never used: takes `state` over, after checking it fits this device (its
+  // queue count, the features it offers, status and interrupt bits that exist, queues that pass
+  // validation). An activated transport activates its device again on the restored queues and
+  // notifies each queue once, so work the driver had left in the rings goes on.
+  [[nodiscard]] Result<void> restore(const State& state);
+
+ private:
+  using QueueConfig = QueueConfigState;  // what the driver wrote, applied to the Queue when it sets QueueReady
 
   std::uint32_t read_register(std::uint64_t offset);
   void write_register(std::uint64_t offset, std::uint32_t value);

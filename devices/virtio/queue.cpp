@@ -56,6 +56,30 @@ Result<void> check_area(const GuestMemory& memory, const char* what, GuestAddres
 
 }  // namespace
 
+Queue::State Queue::state() const {
+  return State{size_,      ready_,    desc_table_.value, avail_ring_.value, used_ring_.value,
+               event_idx_, indirect_, next_avail_,       next_used_,        signalled_used_};
+}
+
+Result<void> Queue::restore(const State& state, const GuestMemory& memory) {
+  Queue restored;
+  restored.size_ = state.size;
+  restored.desc_table_ = GuestAddress(state.desc_table);
+  restored.avail_ring_ = GuestAddress(state.avail_ring);
+  restored.used_ring_ = GuestAddress(state.used_ring);
+  restored.event_idx_ = state.event_idx;
+  restored.indirect_ = state.indirect;
+  restored.next_avail_ = state.next_avail;
+  restored.next_used_ = state.next_used;
+  restored.signalled_used_ = state.signalled_used;
+  if (state.ready) {
+    TRY_VOID(restored.validate(memory));
+    restored.ready_ = true;
+  }
+  *this = restored;
+  return {};
+}
+
 Result<void> Queue::check_size() const {
   if (size_ == 0 || size_ > kMaxSize || !std::has_single_bit(size_)) {
     return fail("queue size {} is not a power of two between 1 and {}", size_, kMaxSize);

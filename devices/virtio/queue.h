@@ -100,6 +100,26 @@ class Queue {
   // Back to the state after device reset (§2.4): not ready, max size, no areas, no features.
   void reset() { *this = Queue(); }
 
+  // Everything the queue knows, for a snapshot: its configuration, the negotiated features and the
+  // device's ring positions (the driver's live in guest memory).
+  struct State {
+    std::uint16_t size = kMaxSize;
+    bool ready = false;
+    std::uint64_t desc_table = 0;
+    std::uint64_t avail_ring = 0;
+    std::uint64_t used_ring = 0;
+    bool event_idx = false;
+    bool indirect = false;
+    std::uint16_t next_avail = 0;
+    std::uint16_t next_used = 0;
+    std::uint16_t signalled_used = 0;
+
+    bool operator==(const State&) const = default;
+  };
+  [[nodiscard]] State state() const;
+  // Takes `state` over; a ready queue must pass validate() against `memory`, as when the driver set it up.
+  [[nodiscard]] Result<void> restore(const State& state, const GuestMemory& memory);
+
   [[nodiscard]] std::uint16_t size() const { return size_; }
   [[nodiscard]] bool ready() const { return ready_; }
   [[nodiscard]] GuestAddress descriptor_table() const { return desc_table_; }
