@@ -230,6 +230,23 @@ void BlockDevice::reset() {
   failed_ = false;
 }
 
+Result<void> BlockDevice::restore(const State& state) const {
+  if (state.capacity_sectors != capacity_sectors_) {
+    return fail("drive {}: the snapshot's guest knows it as {} sectors of {} bytes, the image now has {}", path_,
+                state.capacity_sectors, kSectorSize, capacity_sectors_);
+  }
+  if (state.read_only != read_only_) {
+    return fail("drive {}: the snapshot's guest has it {}, it is now opened {}", path_,
+                state.read_only ? "read-only" : "read-write", read_only_ ? "read-only" : "read-write");
+  }
+  return {};
+}
+
+std::uint16_t BlockDevice::chains_held(std::uint16_t queue) {
+  std::lock_guard lock(mutex_);
+  return queue == 0 ? static_cast<std::uint16_t>(in_flight_) : 0;
+}
+
 void BlockDevice::notify(std::uint16_t queue) {
   std::lock_guard lock(mutex_);
   if (queue != 0) return;

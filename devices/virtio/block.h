@@ -97,6 +97,20 @@ class BlockDevice final : public VirtioDevice {
   // or dropped it after a reset). Chains still in the ring are not taken. For pausing and tests.
   void drain();
 
+  // What a snapshot keeps of the drive: the size and mode the guest's driver read at probe time.
+  // The image itself is not in the snapshot (like Firecracker's): the restored VM opens the same
+  // path, which must still hold what the guest wrote.
+  struct State {
+    std::uint64_t capacity_sectors = 0;
+    bool read_only = false;
+
+    bool operator==(const State&) const = default;
+  };
+  [[nodiscard]] State state() const { return State{capacity_sectors_, read_only_}; }
+  // Refuses an image of another size or mode than the snapshot's guest knows (it would read past
+  // the end, or fail writes it thinks allowed).
+  [[nodiscard]] Result<void> restore(const State& state) const;
+
   // VirtioDevice
   [[nodiscard]] std::uint32_t device_id() const override;
   [[nodiscard]] std::uint64_t features() const override;
@@ -107,6 +121,8 @@ class BlockDevice final : public VirtioDevice {
                                       Interrupt& interrupt) override;
   void notify(std::uint16_t queue) override;
   void reset() override;
+  // Requests taken and not completed (the worker serves them in the order taken); 0 after drain().
+  [[nodiscard]] std::uint16_t chains_held(std::uint16_t queue) override;
 
  private:
   // A contiguous part of one segment.

@@ -74,6 +74,24 @@ std::size_t ConsoleDevice::enqueue_input(std::span<const std::uint8_t> bytes) {
   return accepted;
 }
 
+ConsoleDevice::State ConsoleDevice::state() {
+  std::lock_guard lock(mutex_);
+  return State{std::vector<std::uint8_t>(input_.begin(), input_.end()), cols_, rows_};
+}
+
+Result<void> ConsoleDevice::restore(const State& state) {
+  if (state.input.size() > kInputCapacity) {
+    return fail("virtio-console: {} bytes of pending input, the device buffers at most {}", state.input.size(),
+                kInputCapacity);
+  }
+  std::lock_guard lock(mutex_);
+  if (interrupt_ != nullptr) return fail_state("virtio-console: restore on an active device");
+  input_.assign(state.input.begin(), state.input.end());
+  cols_ = state.cols;
+  rows_ = state.rows;
+  return {};
+}
+
 void ConsoleDevice::set_size(std::uint16_t cols, std::uint16_t rows) {
   std::lock_guard lock(mutex_);
   if (cols == cols_ && rows == rows_) return;

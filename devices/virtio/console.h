@@ -61,6 +61,19 @@ class ConsoleDevice final : public VirtioDevice {
   // while the driver runs with VIRTIO_CONSOLE_F_SIZE sends a configuration change notification (§5.3.6).
   void set_size(std::uint16_t cols, std::uint16_t rows);
 
+  // What a snapshot keeps beside the transport: host input the guest has not taken yet, and the
+  // console size it was told. (The device holds no chain between calls.)
+  struct State {
+    std::vector<std::uint8_t> input;  // at most kInputCapacity bytes
+    std::uint16_t cols = 0;
+    std::uint16_t rows = 0;
+
+    bool operator==(const State&) const = default;
+  };
+  [[nodiscard]] State state();
+  // Before the transport's restore (the device is not active yet); refuses more input than fits.
+  [[nodiscard]] Result<void> restore(const State& state);
+
   // VirtioDevice
   [[nodiscard]] std::uint32_t device_id() const override;
   [[nodiscard]] std::uint64_t features() const override;

@@ -219,7 +219,12 @@ MmioTransport::State MmioTransport::state() {
   out.activated = activated_;
   out.device_failed = device_failed_;
   out.queue_configs = queue_configs_;
-  for (const Queue& q : queues_) out.queues.push_back(q.state());
+  for (std::size_t i = 0; i < queues_.size(); ++i) {
+    Queue::State q = queues_[i].state();
+    if (activated_)
+      q.next_avail = static_cast<std::uint16_t>(q.next_avail - device_.chains_held(static_cast<std::uint16_t>(i)));
+    out.queues.push_back(q);
+  }
   std::lock_guard irq_lock(interrupt_mutex_);
   out.interrupt_status = interrupt_status_;
   out.config_generation = config_generation_;

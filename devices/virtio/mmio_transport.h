@@ -61,7 +61,9 @@ class MmioTransport final : public BusDevice, private Interrupt {
 
     bool operator==(const State&) const = default;
   };
-  // Taken while the vCPUs are paused and the device idle (virtio-blk drained).
+  // Taken while the vCPUs are paused (on the event loop, so no device work runs meanwhile). Chains
+  // the device holds (VirtioDevice::chains_held) are given back to the driver's rings: each queue's
+  // next_avail is rewound past them.
   [[nodiscard]] State state();
   // On a transport that was never used: takes `state` over, after checking it fits this device (its
   // queue count, the features it offers, status and interrupt bits that exist, queues that pass

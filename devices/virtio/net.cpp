@@ -212,6 +212,14 @@ class NetDevice::Core : public std::enable_shared_from_this<Core> {
     });
   }
 
+  std::uint16_t chains_held(std::uint16_t queue) {
+    std::lock_guard lock(mutex_);
+    if (!active_) return 0;
+    if (queue == kRxQueue) return static_cast<std::uint16_t>(rx_chains_.size());
+    if (queue == kTxQueue) return tx_pending_ ? 1 : 0;
+    return 0;
+  }
+
   Stats stats() const {
     return Stats{rx_frames_.load(std::memory_order_relaxed),  rx_bytes_.load(std::memory_order_relaxed),
                  tx_frames_.load(std::memory_order_relaxed),  tx_bytes_.load(std::memory_order_relaxed),
@@ -612,6 +620,20 @@ NetDevice::~NetDevice() {
 
 NetDevice::Stats NetDevice::stats() const {
   return core_->stats();
+}
+
+NetDevice::State NetDevice::state() const {
+  State out;
+  std::copy_n(config_.begin() + kNetConfigMacOffset, kMacAddressBytes, out.mac.begin());
+  return out;
+}
+
+void NetDevice::restore(const State& state) {
+  std::copy(state.mac.begin(), state.mac.end(), config_.begin() + kNetConfigMacOffset);
+}
+
+std::uint16_t NetDevice::chains_held(std::uint16_t queue) {
+  return core_->chains_held(queue);
 }
 
 void NetDevice::read_config(std::uint64_t offset, std::span<std::uint8_t> data) {

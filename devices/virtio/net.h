@@ -89,6 +89,18 @@ class NetDevice final : public VirtioDevice {
   };
   [[nodiscard]] Stats stats() const;
 
+  // What a snapshot keeps of the device beside its transport: the MAC the guest's driver read. A
+  // frame read from the backend and not yet delivered is not kept (the network lost it); chains the
+  // device held go back to the rings (chains_held).
+  struct State {
+    MacAddress mac{};
+
+    bool operator==(const State&) const = default;
+  };
+  [[nodiscard]] State state() const;
+  // Before the transport's restore (the device is not active yet): the guest's MAC again.
+  void restore(const State& state);
+
   [[nodiscard]] std::uint32_t device_id() const override { return kNetDeviceId; }
   [[nodiscard]] std::uint64_t features() const override { return features_; }
   [[nodiscard]] std::size_t queue_count() const override { return kQueueCount; }
@@ -98,6 +110,9 @@ class NetDevice final : public VirtioDevice {
                                       Interrupt& interrupt) override;
   void notify(std::uint16_t queue) override;
   void reset() override;
+  // Receive chains taken for a frame not yet delivered; the transmit chain whose frame waits for
+  // the backend.
+  [[nodiscard]] std::uint16_t chains_held(std::uint16_t queue) override;
 
  private:
   class Core;  // the state the event loop's handlers share (they keep it alive)

@@ -48,6 +48,12 @@ class VirtioDevice {
   virtual void notify(std::uint16_t queue) = 0;
   // Status 0 written (§2.1.1): drop every reference to the queues and go back to the initial state.
   virtual void reset() = 0;
+
+  // For a snapshot (vCPUs paused, called on the event loop): how many chains the device took from
+  // `queue` and has not returned yet. A device returns chains in the order it took them, so these
+  // are the last ones taken: the transport's State gives them back to the driver's ring by rewinding
+  // the queue's next_avail by this many, and the restored device takes them again.
+  [[nodiscard]] virtual std::uint16_t chains_held(std::uint16_t /*queue*/) { return 0; }
 };
 
 }  // namespace microvm::devices::virtio
