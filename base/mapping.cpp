@@ -55,6 +55,15 @@ Result<Mapping> Mapping::shared(int fd, std::size_t size) {
   return Mapping(static_cast<std::byte*>(p), size);
 }
 
+Result<Mapping> Mapping::file_private(int fd, std::uint64_t offset, std::size_t size) {
+  if (size == 0) return fail("cannot map 0 bytes of fd {}", fd);
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, static_cast<off_t>(offset));
+  if (p == MAP_FAILED) {
+    return fail_host("cannot map {} MiB of fd {} at offset {:#x}: {}", size >> 20, fd, offset, errno_text(errno));
+  }
+  return Mapping(static_cast<std::byte*>(p), size);
+}
+
 Mapping& Mapping::operator=(Mapping&& other) noexcept {
   if (this != &other) {
     release();

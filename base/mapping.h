@@ -24,6 +24,12 @@ class Mapping {
   static Result<Mapping> file_read_only(const std::string& path);
   // A shared mapping of an fd (e.g. the kvm_run structure of a vCPU).
   static Result<Mapping> shared(int fd, std::size_t size);
+  // `size` bytes of the file `fd` from `offset` (page-aligned), readable and writable, private
+  // (MAP_PRIVATE | MAP_NORESERVE): a page is read from the file when first touched, and a write
+  // copies it into anonymous memory, so the file never changes (guest RAM restored from a
+  // snapshot's memory file). The caller checks that the file is long enough: touching a page past
+  // its end would raise SIGBUS.
+  static Result<Mapping> file_private(int fd, std::uint64_t offset, std::size_t size);
 
   Mapping() = default;
   Mapping(Mapping&& other) noexcept

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <optional>
 #include <span>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -49,6 +50,22 @@ class GuestMemory {
 
   // Maps anonymous memory for each range. Ranges must be page-aligned, sorted and disjoint.
   static Result<GuestMemory> create(std::span<const MemoryRange> ranges);
+
+  // A range of guest RAM and where its bytes lie in a memory file (a snapshot's).
+  struct FileRange {
+    MemoryRange range;
+    std::uint64_t file_offset = 0;
+  };
+  // Guest RAM restored from the memory file `fd`: each range a private mapping of its part of the
+  // file (Mapping::file_private), so nothing is read up front and the file is never written. Ranges
+  // as for create(); offsets page-aligned; a file too short for any range is refused (its pages
+  // would fault the VMM with SIGBUS when the guest touched them). `what` names the file in messages.
+  static Result<GuestMemory> from_file(std::span<const FileRange> ranges, int fd, std::string_view what);
+
+  // Writes every region to `fd` back to back (region i at the sum of the sizes before it), sized to
+  // the total, leaving pages that are all zero as holes: a sparse file where the guest never wrote.
+  // Returns where each region went.
+  [[nodiscard]] Result<std::vector<FileRange>> save_to(int fd, std::string_view what) const;
 
   [[nodiscard]] bool contains(GuestAddress addr, std::uint64_t len) const;
   // Host view of [addr, addr+len); fails unless the whole range lies in one region.

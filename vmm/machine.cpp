@@ -48,6 +48,11 @@ Result<std::unique_ptr<Machine>> Machine::create(const VmResources& resources, c
   return VmBuilder::build(resources, env, io);
 }
 
+Result<std::unique_ptr<Machine>> Machine::restore(const SnapshotLoad& load, const MachineEnvironment& env,
+                                                  boost::asio::io_context& io) {
+  return VmBuilder::restore(load, env, io);
+}
+
 Machine::Machine(const VmResources& resources, const MachineEnvironment& env, boost::asio::io_context& io, Kvm kvm,
                  Vm vm, GuestMemory memory)
     : resources_(resources),

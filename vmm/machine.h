@@ -88,6 +88,27 @@ struct MachineMetrics {
   std::optional<int> workload_exit_code;  // container mode (filled in by the supervisor's owner)
 };
 
+// Where a snapshot lives: the state file (everything but guest RAM: vmm/snapshot/state_file.h) and
+// the memory file (guest RAM, sparse where it is zero).
+struct SnapshotFiles {
+  std::string state_path;
+  std::string memory_path;
+};
+
+// PUT /snapshot/load's network_overrides: interface `iface_id` gets another TAP.
+struct NetworkOverride {
+  std::string iface_id;
+  std::string host_dev_name;
+
+  bool operator==(const NetworkOverride&) const = default;
+};
+
+// What a restore is given (PUT /snapshot/load).
+struct SnapshotLoad {
+  SnapshotFiles files;
+  std::vector<NetworkOverride> network_overrides;
+};
+
 // The container-mode initramfs the machine boots: microvm-init (`init_path`) as /init, the spec as
 // /microvm/spec.json, and the nodes the init needs first. (`microvm start --write-initramfs` saves it.)
 [[nodiscard]] Result<std::vector<std::byte>> build_container_initramfs(const std::string& init_path,
@@ -103,6 +124,14 @@ class Machine {
   // it and be run by one thread.
   static Result<std::unique_ptr<Machine>> create(const VmResources& resources, const MachineEnvironment& env,
                                                  boost::asio::io_context& io);
+  // Builds the VM a snapshot describes (vmm/snapshot/machine_snapshot.cpp): the VmResources it was
+  // made with (TAPs as `load` overrides them), its devices' State, every vCPU's and the VM's state,
+  // guest RAM mapped MAP_PRIVATE from the memory file (read on demand; the file is never written and
+  // must not change while the VM runs). A state file of another format version, from another CPU
+  // model, with a bad checksum, or that does not fit this host or its files, is refused with one
+  // line saying which. The machine's vCPUs are paused: start(), then resume().
+  static Result<std::unique_ptr<Machine>> restore(const SnapshotLoad& load, const MachineEnvironment& env,
+                                                  boost::asio::io_context& io);
   ~Machine();
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;
@@ -126,6 +155,14 @@ class Machine {
   [[nodiscard]] Result<void> pause();
   void resume();
   [[nodiscard]] bool paused() const;
+
+  // Paused only (else a kWrongState error): the whole VM to `files` — guest RAM to the memory file,
+  // then the vCPUs, the VM's in-kernel devices, every device's State and the VmResources to the
+  // state file. Each file is written beside its path and renamed into place (a reader never sees a
+  // torn file, and a VM restored from these same files keeps its mapping of the old one). virtio-blk
+  // drains its in-flight requests first (so the images hold everything the guest was told is
+  // written). Runs on the event loop; takes as long as writing guest RAM does.
+  [[nodiscard]] Result<void> save_snapshot(const SnapshotFiles& files);
   // Container mode: raises the status port's stop request, which microvm-init polls.
   void request_guest_stop() { status_port_.request_stop(); }
 

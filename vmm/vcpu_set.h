@@ -64,6 +64,8 @@ class VcpuSet {
   // I/O and MMIO exits by port or address, all vCPUs merged (the boot profile).
   [[nodiscard]] ExitStats::Snapshot exits_by_address() const;
   [[nodiscard]] std::size_t size() const { return vcpus_.size(); }
+  // The vCPUs, for saving and restoring their state while every thread is parked (or before start()).
+  [[nodiscard]] const std::vector<Vcpu>& vcpus() const { return vcpus_; }
 
  private:
   void run(Vcpu& vcpu);

@@ -84,22 +84,8 @@ Result<std::unique_ptr<Machine>> VmBuilder::build(const VmResources& resources, 
   GuestMemory memory = TRY(GuestMemory::create(layout::ram_ranges(memory_bytes)));
 
   // Drives and TAPs open now, before KVM, so a bad path is reported on any host.
-  const std::vector<DriveConfig> drives = resources.drives_in_guest_order();
-  const std::size_t virtio_count =
-      drives.size() + resources.network_interfaces.size() + (resources.console == ConsoleKind::kVirtio ? 1 : 0);
-  if (virtio_count > layout::kVirtioIrqs.size()) {
-    return fail("too many virtio devices ({}): microvm supports {} drives, network interfaces and consoles together",
-                virtio_count, layout::kVirtioIrqs.size());
-  }
-  HostResources host;
-  for (const DriveConfig& drive : drives) {
-    host.drives.push_back(TRY(devices::virtio::BlockDevice::open(
-        {drive.path_on_host, drive.is_read_only, drive.drive_id}, io.get_executor())));
-  }
-  for (const NetworkInterfaceConfig& net : resources.network_interfaces) {
-    host.taps.push_back(TRY_CONTEXT(fmt::format("network interface {}", net.host_dev_name),
-                                    devices::virtio::Tap::open(net.host_dev_name)));
-  }
+  HostResources host = TRY(open_host(resources, io));
+  const std::size_t virtio_count = virtio_device_count(resources);
   setup.memory_ready = std::chrono::steady_clock::now();
   // Announce the devices first: parameters after a " -- " in the user's command line would go to init.
   std::string cmdline;
@@ -131,13 +117,36 @@ Result<std::unique_ptr<Machine>> VmBuilder::build(const VmResources& resources, 
                 boot_info.initrd_size, boot_info.initrd_address.value, memory_bytes >> 20, vcpus, cmdline);
   Vm vm = TRY(kvm.create_vm());
   std::unique_ptr<Machine> machine(new Machine(resources, env, io, std::move(kvm), std::move(vm), std::move(memory)));
-  TRY_VOID(wire(*machine, boot_info, std::move(host)));
+  TRY_VOID(wire(*machine, &boot_info.cpu, std::move(host)));
   setup.vm_ready = std::chrono::steady_clock::now();
   machine->setup_markers_ = setup;  // no vCPU thread runs yet
   return machine;
 }
 
-Result<void> VmBuilder::wire(Machine& m, const boot::LinuxBootInfo& boot_info, HostResources host) {
+std::size_t VmBuilder::virtio_device_count(const VmResources& resources) {
+  return resources.drives.size() + resources.network_interfaces.size() +
+         (resources.console == ConsoleKind::kVirtio ? 1 : 0);
+}
+
+Result<VmBuilder::HostResources> VmBuilder::open_host(const VmResources& resources, boost::asio::io_context& io) {
+  const std::size_t virtio_count = virtio_device_count(resources);
+  if (virtio_count > layout::kVirtioIrqs.size()) {
+    return fail("too many virtio devices ({}): microvm supports {} drives, network interfaces and consoles together",
+                virtio_count, layout::kVirtioIrqs.size());
+  }
+  HostResources host;
+  for (const DriveConfig& drive : resources.drives_in_guest_order()) {
+    host.drives.push_back(TRY(devices::virtio::BlockDevice::open(
+        {drive.path_on_host, drive.is_read_only, drive.drive_id}, io.get_executor())));
+  }
+  for (const NetworkInterfaceConfig& net : resources.network_interfaces) {
+    host.taps.push_back(TRY_CONTEXT(fmt::format("network interface {}", net.host_dev_name),
+                                    devices::virtio::Tap::open(net.host_dev_name)));
+  }
+  return host;
+}
+
+Result<void> VmBuilder::wire(Machine& m, const boot::BootCpuState* boot_cpu, HostResources host) {
   // Order matters (api.rst): TSS and identity map, then the irqchip before any vCPU exists.
   TRY_VOID(m.vm_.set_tss_address(layout::kKvmTss));
   TRY_VOID(m.vm_.set_identity_map_address(layout::kKvmIdentityMap));
@@ -188,8 +197,10 @@ Result<void> VmBuilder::wire(Machine& m, const boot::LinuxBootInfo& boot_info, H
   std::vector<Vcpu> vcpus;
   for (unsigned id = 0; id < m.resources_.machine_config.vcpu_count; ++id) {
     Vcpu vcpu = TRY(m.vm_.create_vcpu(id, mmap_size));
-    TRY_VOID(setup_vcpu_platform(vcpu, cpuid, m.resources_.machine_config.vcpu_count, tsc_deadline_timer));
-    if (id == 0) TRY_VOID(setup_boot_registers(vcpu, boot_info.cpu));
+    if (boot_cpu != nullptr) {  // a restore sets the whole vCPU state from the snapshot instead
+      TRY_VOID(setup_vcpu_platform(vcpu, cpuid, m.resources_.machine_config.vcpu_count, tsc_deadline_timer));
+      if (id == 0) TRY_VOID(setup_boot_registers(vcpu, *boot_cpu));
+    }
     vcpus.push_back(std::move(vcpu));
   }
   m.vcpus_ =

@@ -129,18 +129,44 @@ Result<StateFile> StateFile::parse(std::span<const std::byte> bytes, const CpuMo
   return file;
 }
 
-Result<void> write_file(const std::string& path, std::span<const std::byte> bytes) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd.valid()) return fail("cannot create {}: {}", path, errno_text(errno));
+Result<ReplacementFile> ReplacementFile::create(const std::string& path) {
+  std::string temp = path + ".XXXXXX";
+  UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
+  if (!fd.valid()) return fail("cannot create {}: {}", temp, errno_text(errno));
+  return ReplacementFile(path, std::move(temp), std::move(fd));
+}
+
+ReplacementFile::~ReplacementFile() {
+  if (!temp_path_.empty()) ::unlink(temp_path_.c_str());
+}
+
+Result<void> ReplacementFile::write(std::span<const std::byte> bytes) {
   std::size_t done = 0;
   while (done < bytes.size()) {
-    const ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+    const ssize_t n = ::write(fd_.get(), bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return fail_host("cannot write {}: {}", path, n < 0 ? errno_text(errno) : "no progress");
+    if (n <= 0) return fail_host("cannot write {}: {}", path_, n < 0 ? errno_text(errno) : "no progress");
     done += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd.get()) != 0) return fail_host("cannot write {}: fsync: {}", path, errno_text(errno));
   return {};
+}
+
+Result<void> ReplacementFile::commit() {
+  if (temp_path_.empty()) return fail_kind(ErrorKind::kInternal, "{} was committed already", path_);
+  if (::fsync(fd_.get()) != 0) {  // mkostemp made it 0600
+    return fail_host("cannot write {}: fsync: {}", path_, errno_text(errno));
+  }
+  if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
+    return fail("cannot replace {}: {}", path_, errno_text(errno));
+  }
+  temp_path_.clear();
+  return {};
+}
+
+Result<void> write_file(const std::string& path, std::span<const std::byte> bytes) {
+  ReplacementFile file = TRY(ReplacementFile::create(path));
+  TRY_VOID(file.write(bytes));
+  return file.commit();
 }
 
 Result<std::vector<std::byte>> read_state_file(const std::string& path) {

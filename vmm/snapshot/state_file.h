@@ -22,9 +22,11 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
+#include "base/unique_fd.h"
 #include "vmm/snapshot/x86_64/cpu_model.h"
 
 namespace microvm::snapshot {
@@ -71,7 +73,34 @@ class StateFile {
   std::vector<Section> sections_;
 };
 
-// Writes `bytes` to `path` (replacing it) and fsyncs it.
+// A file that replaces `path` only once complete: created beside it under a unique name (same
+// directory, so the rename cannot cross file systems), and renamed over `path` by commit() after an
+// fsync. Until then `path` keeps its old contents (and a process that mapped the old file keeps
+// its pages: the rename leaves the old inode alive for it). Dropped uncommitted, it is removed.
+class ReplacementFile {
+ public:
+  [[nodiscard]] static Result<ReplacementFile> create(const std::string& path);
+  ReplacementFile(ReplacementFile&& other) noexcept
+      : path_(std::move(other.path_)), temp_path_(std::exchange(other.temp_path_, {})), fd_(std::move(other.fd_)) {}
+  ReplacementFile& operator=(ReplacementFile&&) = delete;
+  ReplacementFile(const ReplacementFile&) = delete;
+  ReplacementFile& operator=(const ReplacementFile&) = delete;
+  ~ReplacementFile();
+
+  [[nodiscard]] int fd() const { return fd_.get(); }
+  [[nodiscard]] Result<void> write(std::span<const std::byte> bytes);
+  [[nodiscard]] Result<void> commit();
+
+ private:
+  ReplacementFile(std::string path, std::string temp_path, UniqueFd fd)
+      : path_(std::move(path)), temp_path_(std::move(temp_path)), fd_(std::move(fd)) {}
+  std::string path_;
+  std::string temp_path_;  // empty once committed (or moved from)
+  UniqueFd fd_;
+};
+
+// Writes `bytes` to `path` through a ReplacementFile: `path` holds either its old contents or all
+// of `bytes`, never part of them.
 [[nodiscard]] Result<void> write_file(const std::string& path, std::span<const std::byte> bytes);
 // Reads the state file at `path`; refuses anything larger than kMaxStateFileBytes.
 [[nodiscard]] Result<std::vector<std::byte>> read_state_file(const std::string& path);
