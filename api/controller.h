@@ -40,6 +40,25 @@ struct InstanceInfo {
   std::string app_name = "microvm";
 };
 
+// PUT /snapshot/create (Firecracker's SnapshotCreateParams; only "Full" snapshots).
+struct SnapshotCreateParams {
+  std::string snapshot_path;  // the state file
+  std::string mem_file_path;  // the memory file
+
+  bool operator==(const SnapshotCreateParams&) const = default;
+};
+
+// PUT /snapshot/load (Firecracker's SnapshotLoadParams; the memory file from `mem_backend` of type
+// File or the older `mem_file_path`).
+struct SnapshotLoadParams {
+  std::string snapshot_path;
+  std::string mem_file_path;
+  bool resume_vm = false;
+  std::vector<vmm::NetworkOverride> network_overrides;
+
+  bool operator==(const SnapshotLoadParams&) const = default;
+};
+
 // GET /microvm/status (microvm's own).
 struct Status {
   std::string state;             // as InstanceInfo::state, plus whatever the VMM reports after the end
@@ -69,6 +88,8 @@ class Controller {
   virtual Result<void> flush_metrics() = 0;                                       // PUT /actions FlushMetrics
   virtual Result<void> pause() = 0;                                               // PATCH /vm {"state": "Paused"}
   virtual Result<void> resume() = 0;                                              // PATCH /vm {"state": "Resumed"}
+  virtual Result<void> create_snapshot(const SnapshotCreateParams&) = 0;          // PUT /snapshot/create
+  virtual Result<void> load_snapshot(const SnapshotLoadParams&) = 0;              // PUT /snapshot/load
   virtual VmResources vm_config() = 0;                                            // GET /vm/config
   virtual Status status() = 0;                                                    // GET /microvm/status
   virtual nlohmann::json metrics() = 0;                                           // GET /microvm/metrics: a JSON object

@@ -17,6 +17,7 @@
 #include "api/resources/instance_info.h"
 #include "api/resources/machine_config.h"
 #include "api/resources/network_interface.h"
+#include "api/resources/snapshot.h"
 #include "api/resources/vm_config.h"
 #include "api/resources/vm_state.h"
 #include "base/error.h"
@@ -136,6 +137,22 @@ Response patch_vm(const Call& call) {
 
 Response get_vm_config(const Call& call) {
   return json_response(to_json(call.controller.vm_config()));
+}
+
+Response put_snapshot_create(const Call& call) {
+  const auto body = body_json(call.request);
+  if (!body) return error_response(body.error());
+  const auto params = parse_snapshot_create(*body);
+  if (!params) return error_response(params.error());
+  return result_response(call.controller.create_snapshot(*params));
+}
+
+Response put_snapshot_load(const Call& call) {
+  const auto body = body_json(call.request);
+  if (!body) return error_response(body.error());
+  const auto params = parse_snapshot_load(*body);
+  if (!params) return error_response(params.error());
+  return result_response(call.controller.load_snapshot(*params));
 }
 
 Response put_container(const Call& call) {

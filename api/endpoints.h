@@ -19,6 +19,8 @@ Response put_network_interface(const Call& call);  // PUT /network-interfaces/{i
 Response put_action(const Call& call);             // PUT /actions
 Response patch_vm(const Call& call);               // PATCH /vm
 Response get_vm_config(const Call& call);          // GET /vm/config
+Response put_snapshot_create(const Call& call);    // PUT /snapshot/create
+Response put_snapshot_load(const Call& call);      // PUT /snapshot/load
 Response put_container(const Call& call);          // PUT /microvm/container
 Response put_console(const Call& call);            // PUT /microvm/console
 Response get_status(const Call& call);             // GET /microvm/status

@@ -20,6 +20,8 @@ constexpr Route kRoutes[] = {
     {"/actions", "PUT", put_action},
     {"/vm", "PATCH", patch_vm},
     {"/vm/config", "GET", get_vm_config},
+    {"/snapshot/create", "PUT", put_snapshot_create},
+    {"/snapshot/load", "PUT", put_snapshot_load},
     {"/microvm/container", "PUT", put_container},
     {"/microvm/console", "PUT", put_console},
     {"/microvm/status", "GET", get_status},
@@ -39,8 +41,6 @@ constexpr std::string_view kFirecrackerOnly[] = {"/balloon",
                                                  "/entropy",
                                                  "/serial",
                                                  "/hotplug/memory",
-                                                 "/snapshot/create",
-                                                 "/snapshot/load",
                                                  "/vsock"};
 // Firecracker's /pmem/{id}.
 constexpr std::string_view kFirecrackerOnlyPrefix = "/pmem/";

@@ -95,14 +95,6 @@ struct SnapshotFiles {
   std::string memory_path;
 };
 
-// PUT /snapshot/load's network_overrides: interface `iface_id` gets another TAP.
-struct NetworkOverride {
-  std::string iface_id;
-  std::string host_dev_name;
-
-  bool operator==(const NetworkOverride&) const = default;
-};
-
 // What a restore is given (PUT /snapshot/load).
 struct SnapshotLoad {
   SnapshotFiles files;

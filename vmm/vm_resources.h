@@ -89,6 +89,15 @@ struct ContainerFile {
   bool operator==(const ContainerFile&) const = default;
 };
 
+// PUT /snapshot/load's network_overrides (Firecracker's NetworkOverride): interface `iface_id` of
+// the snapshot's configuration gets another TAP.
+struct NetworkOverride {
+  std::string iface_id;
+  std::string host_dev_name;
+
+  bool operator==(const NetworkOverride&) const = default;
+};
+
 // PUT /microvm/container (microvm's own): the workload of container mode.
 struct ContainerSpec {
   std::vector<std::string> args;  // non-empty

@@ -36,8 +36,10 @@ Result<void> check_mac(std::string_view what, std::string_view mac) {
   return {};
 }
 
+}  // namespace
+
 // What Linux's dev_valid_name accepts, minus the cases a TAP name never needs.
-Result<void> check_iface_name(std::string_view what, std::string_view name) {
+Result<void> check_host_dev_name(std::string_view what, std::string_view name) {
   if (name.size() > kMaxIfaceNameLength) {
     return fail("{}: `host_dev_name` must be at most {} characters, got {}", what, kMaxIfaceNameLength, quote(name));
   }
@@ -57,7 +59,6 @@ Result<std::optional<std::string>> optional_ipv4(Fields& fields, std::string_vie
   return value;
 }
 
-}  // namespace
 
 Result<vmm::NetworkInterfaceConfig> parse_network_interface(const nlohmann::json& body, std::string what) {
   auto fields = TRY(Fields::of(body, std::move(what)));
@@ -65,7 +66,7 @@ Result<vmm::NetworkInterfaceConfig> parse_network_interface(const nlohmann::json
   iface.iface_id = TRY(fields.required_string("iface_id"));
   TRY_VOID(check_id(fields.what(), "iface_id", iface.iface_id));
   iface.host_dev_name = TRY(fields.required_nonempty("host_dev_name"));
-  TRY_VOID(check_iface_name(fields.what(), iface.host_dev_name));
+  TRY_VOID(check_host_dev_name(fields.what(), iface.host_dev_name));
   iface.guest_mac = TRY(fields.optional_string("guest_mac"));
   if (iface.guest_mac) TRY_VOID(check_mac(fields.what(), *iface.guest_mac));
   // microvm's own: how the container-mode init configures the guest's side of the interface.

@@ -14,5 +14,8 @@ namespace microvm::api {
 
 [[nodiscard]] Result<vmm::NetworkInterfaceConfig> parse_network_interface(const nlohmann::json& body, std::string what);
 [[nodiscard]] nlohmann::json to_json(const vmm::NetworkInterfaceConfig& iface);
+// A TAP name Linux accepts (dev_valid_name, at most 15 bytes): `host_dev_name` here and in
+// PUT /snapshot/load's network_overrides.
+[[nodiscard]] Result<void> check_host_dev_name(std::string_view what, std::string_view name);
 
 }  // namespace microvm::api

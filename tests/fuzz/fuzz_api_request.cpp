@@ -88,6 +88,17 @@ class CheckingController : public api::Controller {
   Result<void> flush_metrics() override { return {}; }
   Result<void> pause() override { return microvm::fail("the VM is not running"); }
   Result<void> resume() override { return {}; }
+  Result<void> create_snapshot(const api::SnapshotCreateParams& params) override {
+    FUZZ_CHECK(!params.snapshot_path.empty() && !params.mem_file_path.empty(), "empty snapshot path");
+    return microvm::fail("the VM is not paused");
+  }
+  Result<void> load_snapshot(const api::SnapshotLoadParams& params) override {
+    FUZZ_CHECK(!params.snapshot_path.empty() && !params.mem_file_path.empty(), "empty snapshot path");
+    for (const auto& o : params.network_overrides)
+      FUZZ_CHECK(valid_id(o.iface_id) && !o.host_dev_name.empty() && o.host_dev_name.size() <= 15,
+                 "network override {:?} {:?}", o.iface_id, o.host_dev_name);
+    return {};
+  }
   api::VmResources vm_config() override { return config_; }
   api::Status status() override { return {"Not started", std::nullopt}; }
   json metrics() override { return json{{"requests", 1}}; }

@@ -66,6 +66,15 @@ class FakeController : public Controller {
   Result<void> resume() override {
     return record("resume", [&] { state = "Running"; });
   }
+  Result<void> create_snapshot(const SnapshotCreateParams& value) override {
+    return record("snapshot-create " + value.snapshot_path + " " + value.mem_file_path, [&] { created = value; });
+  }
+  Result<void> load_snapshot(const SnapshotLoadParams& value) override {
+    return record("snapshot-load " + value.snapshot_path + " " + value.mem_file_path, [&] {
+      loaded = value;
+      state = value.resume_vm ? "Running" : "Paused";
+    });
+  }
   VmResources vm_config() override {
     std::lock_guard lock(mutex);
     return config;
@@ -88,6 +97,8 @@ class FakeController : public Controller {
   std::mutex mutex;
   std::vector<std::string> calls;
   VmResources config;
+  std::optional<SnapshotCreateParams> created;
+  std::optional<SnapshotLoadParams> loaded;
   std::string state = "Not started";
   std::optional<int> exit_code;
   std::optional<std::string> fail_with;

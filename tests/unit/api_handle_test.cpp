@@ -131,6 +131,37 @@ TEST(ApiHandle, PatchVmPausesAndResumes) {
   EXPECT_EQ(controller.calls, (std::vector<std::string>{"pause", "resume"}));
 }
 
+TEST(ApiHandle, SnapshotCreateTakesFirecrackersFields) {
+  FakeController controller;
+  ASSERT_EQ(call(controller, "PUT", "/snapshot/create",
+                 R"({"snapshot_type": "Full", "snapshot_path": "/s/state", "mem_file_path": "/s/mem"})")
+                .status,
+            kStatusNoContent);
+  EXPECT_EQ(controller.created, (SnapshotCreateParams{"/s/state", "/s/mem"}));
+  ASSERT_EQ(call(controller, "PUT", "/snapshot/create", R"({"snapshot_path": "/a", "mem_file_path": "/b"})").status,
+            kStatusNoContent);  // snapshot_type defaults to Full
+  EXPECT_EQ(controller.created, (SnapshotCreateParams{"/a", "/b"}));
+}
+
+TEST(ApiHandle, SnapshotLoadTakesAMemoryBackendOrTheOlderMemFilePath) {
+  FakeController controller;
+  ASSERT_EQ(call(controller, "PUT", "/snapshot/load",
+                 R"({"snapshot_path": "/s/state", "mem_backend": {"backend_type": "File", "backend_path": "/s/mem"},
+                     "resume_vm": true, "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap9"}],
+                     "enable_diff_snapshots": false, "track_dirty_pages": false, "clock_realtime": false,
+                     "huge_pages": "None"})")
+                .status,
+            kStatusNoContent);
+  ASSERT_TRUE(controller.loaded.has_value());
+  EXPECT_EQ(*controller.loaded,
+            (SnapshotLoadParams{"/s/state", "/s/mem", true, {vmm::NetworkOverride{"eth0", "tap9"}}}));
+  EXPECT_EQ(controller.state, "Running");
+  ASSERT_EQ(call(controller, "PUT", "/snapshot/load", R"({"snapshot_path": "/a", "mem_file_path": "/b"})").status,
+            kStatusNoContent);
+  EXPECT_EQ(*controller.loaded, (SnapshotLoadParams{"/a", "/b", false, {}}));
+  EXPECT_EQ(controller.state, "Paused");
+}
+
 TEST(ApiHandle, PutContainer) {
   FakeController controller;
   const Response put = call(controller, "PUT", "/microvm/container",
@@ -345,6 +376,46 @@ INSTANTIATE_TEST_SUITE_P(
                        "actions: unknown field `now`"},
         BadRequestCase{"BadVmState", "PATCH", "/vm", R"({"state": "Stopped"})", k400,
                        "`state` must be \"Paused\" or \"Resumed\", got `Stopped`"},
+        // snapshots.
+        BadRequestCase{"SnapshotCreateNoMemFile", "PUT", "/snapshot/create", R"({"snapshot_path": "/s"})", k400,
+                       "snapshot-create: missing required field `mem_file_path`"},
+        BadRequestCase{"SnapshotCreateNoPath", "PUT", "/snapshot/create", R"({"mem_file_path": "/m"})", k400,
+                       "missing required field `snapshot_path`"},
+        BadRequestCase{"SnapshotCreateDiff", "PUT", "/snapshot/create",
+                       R"({"snapshot_type": "Diff", "snapshot_path": "/s", "mem_file_path": "/m"})", k400,
+                       "\"Diff\" is not supported"},
+        BadRequestCase{"SnapshotCreateBadType", "PUT", "/snapshot/create",
+                       R"({"snapshot_type": "Half", "snapshot_path": "/s", "mem_file_path": "/m"})", k400,
+                       "must be \"Full\" or \"Diff\", got `Half`"},
+        BadRequestCase{"SnapshotCreateUnknownField", "PUT", "/snapshot/create",
+                       R"({"snapshot_path": "/s", "mem_file_path": "/m", "version": "1.0"})", k400,
+                       "unknown field `version`"},
+        BadRequestCase{"SnapshotLoadNoMemory", "PUT", "/snapshot/load", R"({"snapshot_path": "/s"})", k400,
+                       "missing field `mem_backend`"},
+        BadRequestCase{"SnapshotLoadBothMemories", "PUT", "/snapshot/load",
+                       R"({"snapshot_path": "/s", "mem_file_path": "/m",
+                           "mem_backend": {"backend_type": "File", "backend_path": "/m"}})",
+                       k400, "mutually exclusive"},
+        BadRequestCase{"SnapshotLoadUffd", "PUT", "/snapshot/load",
+                       R"({"snapshot_path": "/s", "mem_backend": {"backend_type": "Uffd", "backend_path": "/u"}})",
+                       k400, "\"Uffd\" is not supported"},
+        BadRequestCase{"SnapshotLoadBackendNoPath", "PUT", "/snapshot/load",
+                       R"({"snapshot_path": "/s", "mem_backend": {"backend_type": "File"}})", k400,
+                       "missing required field `backend_path`"},
+        BadRequestCase{"SnapshotLoadResumeNotBool", "PUT", "/snapshot/load",
+                       R"({"snapshot_path": "/s", "mem_file_path": "/m", "resume_vm": "yes"})", k400,
+                       "`resume_vm` must be a boolean"},
+        BadRequestCase{"SnapshotLoadDirtyPages", "PUT", "/snapshot/load",
+                       R"({"snapshot_path": "/s", "mem_file_path": "/m", "track_dirty_pages": true})", k400,
+                       "`track_dirty_pages` is not supported by microvm except as false"},
+        BadRequestCase{"SnapshotLoadBadOverride", "PUT", "/snapshot/load",
+                       R"({"snapshot_path": "/s", "mem_file_path": "/m",
+                           "network_overrides": [{"iface_id": "eth0", "host_dev_name": "a/b"}]})",
+                       k400, "network_overrides[0]: `host_dev_name` `a/b` is not a valid interface name"},
+        BadRequestCase{
+            "SnapshotLoadOverrideNoIface", "PUT", "/snapshot/load",
+            R"({"snapshot_path": "/s", "mem_file_path": "/m", "network_overrides": [{"host_dev_name": "t"}]})", k400,
+            "missing required field `iface_id`"},
         // container.
         BadRequestCase{"ContainerNoArgs", "PUT", "/microvm/container", R"({"env": []})", k400,
                        "missing required field `args`"},
@@ -377,6 +448,8 @@ TEST(ApiHandle, AllowedMethodsMatchTheRouter) {
                                "/actions",
                                "/vm",
                                "/vm/config",
+                               "/snapshot/create",
+                               "/snapshot/load",
                                "/microvm/container",
                                "/microvm/status",
                                "/microvm/metrics",

@@ -183,6 +183,29 @@ TEST(Controller, ConfigurationRulesBeforeStart) {
   EXPECT_EQ(controller.metrics()["state"], "Not started");
 }
 
+TEST(Controller, SnapshotRulesBeforeStart) {
+  boost::asio::io_context io;
+  VmmController fresh(io, StartOptions{}, std::chrono::steady_clock::now());
+  EXPECT_ERROR_CONTAINS(fresh.create_snapshot({"/tmp/s", "/tmp/m"}), "not started");
+  // A fresh process may load; a state file that is not there is the caller's error, and the process
+  // stays fresh.
+  const auto missing = fresh.load_snapshot({"/nonexistent/state", "/nonexistent/mem", true, {}});
+  EXPECT_ERROR_CONTAINS(missing, "cannot open state file /nonexistent/state");
+  EXPECT_EQ(missing.error().kind, ErrorKind::kInvalidArgument);
+  EXPECT_EQ(fresh.instance_info().state, "Not started");
+
+  VmmController configured(io, StartOptions{}, std::chrono::steady_clock::now());
+  ASSERT_TRUE(configured.put_machine_config(vmm::MachineSpec{2, 256, false}));
+  const auto refused = configured.load_snapshot({"/tmp/s", "/tmp/m", false, {}});
+  EXPECT_ERROR_CONTAINS(refused, "only possible on a fresh microvm");
+  EXPECT_EQ(refused.error().kind, ErrorKind::kWrongState);
+
+  // Flags that configure a VM count as configuration too.
+  VmmController from_flags(io, parse_start({"start", "--cpus", "2", "--api-sock", "/tmp/x.sock"}),
+                           std::chrono::steady_clock::now());
+  EXPECT_ERROR_CONTAINS(from_flags.load_snapshot({"/tmp/s", "/tmp/m", false, {}}), "fresh microvm");
+}
+
 TEST(CommandLine, ApiSocketNeedsNoKernel) {
   const StartOptions o = parse_start({"start", "--api-sock", "/tmp/x.sock"});
   EXPECT_EQ(o.api_sock, "/tmp/x.sock");

@@ -54,10 +54,14 @@ vmm::MachineEnvironment machine_environment(const StartOptions& options) {
 
 VmmController::VmmController(boost::asio::io_context& io, StartOptions options,
                              std::chrono::steady_clock::time_point process_start)
-    : io_(io), options_(std::move(options)), process_start_(process_start) {}
+    : io_(io),
+      options_(std::move(options)),
+      process_start_(process_start),
+      configured_(options_.vm != vmm::VmResources{}) {}
 
-Result<void> VmmController::before_start(std::string_view what) const {
+Result<void> VmmController::before_start(std::string_view what) {
   if (machine_) return fail_state("cannot change {} after InstanceStart: the VM is {}", what, state());
+  configured_ = true;
   return {};
 }
 
@@ -171,6 +175,33 @@ Result<void> VmmController::pause() {
 Result<void> VmmController::resume() {
   if (!machine_) return fail_state("the VM is not started: send InstanceStart first");
   machine_->resume();
+  return {};
+}
+
+Result<void> VmmController::create_snapshot(const api::SnapshotCreateParams& params) {
+  if (!machine_) return fail_state("the VM is not started: a snapshot is made of a started VM, paused");
+  if (!machine_->paused()) {
+    return fail_state("the VM is {}: PATCH /vm {{\"state\": \"Paused\"}} before creating a snapshot", state());
+  }
+  return machine_->save_snapshot({params.snapshot_path, params.mem_file_path});
+}
+
+Result<void> VmmController::load_snapshot(const api::SnapshotLoadParams& params) {
+  if (machine_) return fail_state("cannot load a snapshot: the VM is already {}", state());
+  if (configured_) {
+    return fail_state(
+        "loading a snapshot is only possible on a fresh microvm, before any resource is configured (the snapshot "
+        "brings its whole configuration)");
+  }
+  const vmm::SnapshotLoad load{{params.snapshot_path, params.mem_file_path}, params.network_overrides};
+  machine_ = TRY(vmm::Machine::restore(load, machine_environment(options_), io_));
+  options_.vm = machine_->resources();
+  configured_ = true;
+  if (options_.vm.container_mode()) {
+    supervisor_ = std::make_unique<runtime::ContainerSupervisor>(io_, *machine_, !options_.verbose);
+  }
+  machine_->start();
+  if (params.resume_vm) machine_->resume();
   return {};
 }
 

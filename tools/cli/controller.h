@@ -58,6 +58,11 @@ class VmmController final : public api::Controller {
   Result<void> flush_metrics() override;
   Result<void> pause() override;
   Result<void> resume() override;
+  // Paused only: the VM to a state file and a memory file (Machine::save_snapshot).
+  Result<void> create_snapshot(const api::SnapshotCreateParams& params) override;
+  // Only on a fresh process (no VM, nothing configured): the VM of a snapshot, paused unless
+  // `resume_vm`; its configuration is the snapshot's (GET /vm/config shows it).
+  Result<void> load_snapshot(const api::SnapshotLoadParams& params) override;
   // Before InstanceStart: the configuration with the defaults it would boot with (where they exist);
   // after: what runs.
   vmm::VmResources vm_config() override;
@@ -65,13 +70,16 @@ class VmmController final : public api::Controller {
   nlohmann::json metrics() override;
 
  private:
-  [[nodiscard]] Result<void> before_start(std::string_view what) const;
+  // Before InstanceStart: the check every put_* makes (and marks the configuration as touched,
+  // which rules out a snapshot load).
+  [[nodiscard]] Result<void> before_start(std::string_view what);
   [[nodiscard]] std::string state() const;
   [[nodiscard]] vmm::MachineMetrics machine_metrics() const;
 
   boost::asio::io_context& io_;
   StartOptions options_;
   std::chrono::steady_clock::time_point process_start_;
+  bool configured_ = false;  // a put_* was accepted, or the command line configured a VM
   // Container mode. Declared before machine_ so that it outlives it: the machine's vCPU threads call
   // into it until the machine is destroyed (which joins them).
   std::unique_ptr<runtime::ContainerSupervisor> supervisor_;
