@@ -31,6 +31,9 @@ vmm::VmResources sample_resources() {
   r.network_interfaces = {{"eth0", "tap0", "02:00:00:00:00:01", "10.0.0.2/24", "10.0.0.1", "1.1.1.1"},
                           {"eth1", "tap1", std::nullopt, std::nullopt, std::nullopt, std::nullopt}};
   r.container = vmm::ContainerSpec{{"sh", "-c", "echo hi"}, {"A=1"}, "/work", "1000:1000", "box"};
+  r.container->additional_gids = {50, 100};
+  r.container->files = {{"/etc/hosts", "127.0.0.1 box\n", 0644}, {"/run/.containerenv", "", 0600}};
+  r.container->read_only_root = true;
   r.console = vmm::ConsoleKind::kVirtio;
   return r;
 }

@@ -224,6 +224,15 @@ void encode(Encoder& out, const vmm::VmResources& r) {
     encode_optional(out, r.container->cwd);
     encode_optional(out, r.container->user);
     encode_optional(out, r.container->hostname);
+    out.u32(static_cast<std::uint32_t>(r.container->additional_gids.size()));
+    for (const std::uint32_t gid : r.container->additional_gids) out.u32(gid);
+    out.u32(static_cast<std::uint32_t>(r.container->files.size()));
+    for (const vmm::ContainerFile& file : r.container->files) {
+      out.string(file.path);
+      out.string(file.contents);
+      out.u32(file.mode);
+    }
+    out.boolean(r.container->read_only_root);
   }
   out.u8(r.console == vmm::ConsoleKind::kVirtio ? 1 : 0);
 }
@@ -273,6 +282,17 @@ Result<vmm::VmResources> decode_resources(Decoder& in) {
     c.cwd = TRY(decode_optional(in, kMaxPathBytes));
     c.user = TRY(decode_optional(in, kMaxTextBytes));
     c.hostname = TRY(decode_optional(in, kMaxTextBytes));
+    const std::uint32_t gids = TRY(in.count(kMaxListEntries, "container additional gids"));
+    for (std::uint32_t i = 0; i < gids; ++i) c.additional_gids.push_back(TRY(in.u32()));
+    const std::uint32_t files = TRY(in.count(kMaxListEntries, "container files"));
+    for (std::uint32_t i = 0; i < files; ++i) {
+      vmm::ContainerFile file;
+      file.path = TRY(in.string(kMaxPathBytes));
+      file.contents = TRY(in.string(kMaxTextBytes));
+      file.mode = TRY(in.u32());
+      c.files.push_back(std::move(file));
+    }
+    c.read_only_root = TRY(in.boolean());
     if (c.args.empty()) return fail("{}: a container with no command", in.what());
     r.container = std::move(c);
   }
