@@ -222,6 +222,33 @@ TEST(CommandLine, CtlActions) {
   EXPECT_ERROR_CONTAINS(parse_command_line({"ctl", "status"}), "--sock");
 }
 
+TEST(CommandLine, Snapshot) {
+  auto parsed = parse_command_line({"snapshot", "--sock", "/s", "--out", "/snaps/a"});
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message;
+  ASSERT_TRUE(parsed->snapshot.has_value());
+  EXPECT_EQ(parsed->snapshot->sock, "/s");
+  EXPECT_EQ(parsed->snapshot->out, "/snaps/a");
+  EXPECT_FALSE(parsed->snapshot->resume);
+  auto resumed = parse_command_line({"snapshot", "--sock", "/s", "--out", "/snaps/a", "--resume"});
+  ASSERT_TRUE(resumed.has_value()) << resumed.error().message;
+  EXPECT_TRUE(resumed->snapshot->resume);
+  EXPECT_ERROR_CONTAINS(parse_command_line({"snapshot", "--out", "/snaps/a"}), "--sock");
+  EXPECT_ERROR_CONTAINS(parse_command_line({"snapshot", "--sock", "/s"}), "--out");
+}
+
+TEST(CommandLine, RestoreTakesNoConfiguration) {
+  const StartOptions o = parse_start({"start", "--restore", "/snaps/a", "--api-sock", "/tmp/x.sock"});
+  EXPECT_EQ(o.restore, "/snaps/a");
+  EXPECT_EQ(o.api_sock, "/tmp/x.sock");
+  EXPECT_FALSE(o.vm.bootable());
+  EXPECT_ERROR_CONTAINS(parse_command_line({"start", "--restore", "/snaps/a", "--kernel", "/k"}),
+                        "cannot be combined with --kernel");
+  EXPECT_ERROR_CONTAINS(parse_command_line({"start", "--restore", "/snaps/a", "--memory", "256M"}), "--memory");
+  EXPECT_ERROR_CONTAINS(parse_command_line({"start", "--restore", "/snaps/a", "--", "true"}), "a command (-- CMD)");
+  EXPECT_ERROR_CONTAINS(parse_command_line({"start", "--restore", "/snaps/a", "--config-file", "c.json"}),
+                        "--config-file");
+}
+
 TEST(CommandLine, RootfsBuild) {
   auto parsed = parse_command_line({"rootfs", "build", "img.tar", "-o", "out.ext4", "--size", "512M"});
   ASSERT_TRUE(parsed.has_value()) << parsed.error().message;

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -148,7 +149,17 @@ int run_vm(microvm::cli::StartOptions options, std::chrono::steady_clock::time_p
     server = std::move(*created);
     spdlog::debug("API on {}", options.api_sock);
   }
-  if (start_now) {
+  if (!options.restore.empty()) {
+    // As PUT /snapshot/load with resume_vm on a fresh process (a refusal is the same one line).
+    const std::filesystem::path dir(options.restore);
+    const microvm::api::SnapshotLoadParams load{(dir / microvm::cli::kSnapshotStateFile).string(),
+                                                (dir / microvm::cli::kSnapshotMemoryFile).string(),
+                                                true,
+                                                {}};
+    if (auto loaded = controller.load_snapshot(load); !loaded) {
+      return error(loaded.error().context(fmt::format("--restore {}", options.restore)));
+    }
+  } else if (start_now) {
     if (auto started = controller.start(); !started) return error(started.error());
   }
   // Until the VM starts, a stop signal ends microvm; afterwards the machine handles them.
@@ -174,6 +185,21 @@ int run_vm(microvm::cli::StartOptions options, std::chrono::steady_clock::time_p
   return exit_status(exit, controller.container_mode(), controller.workload_exit_code());
 }
 
+// One API request; the answer's body, or an Error with the fault_message of a refusal.
+microvm::Result<std::string> call_api(const std::string& sock, const char* method, const char* target,
+                                      const std::string& body, std::string_view what) {
+  auto response = microvm::api::request(sock, method, target, body);
+  if (!response) return std::unexpected(response.error());
+  if (response->status >= 300) {
+    std::string message = response->body;
+    if (auto json = microvm::api::parse_json(response->body); json && json->contains("fault_message")) {
+      message = (*json)["fault_message"].get<std::string>();
+    }
+    return microvm::fail("{} failed ({}): {}", what, response->status, message);
+  }
+  return response->body;
+}
+
 // `microvm ctl`: one request, the answer's body on stdout (status, config, metrics), one line on failure.
 int run_ctl(const microvm::cli::CtlOptions& ctl) {
   struct Call {
@@ -187,17 +213,31 @@ int run_ctl(const microvm::cli::CtlOptions& ctl) {
   if (ctl.action == "stop") call = {"PUT", "/actions", R"({"action_type": "SendCtrlAltDel"})"};
   if (ctl.action == "config") call = {"GET", "/vm/config", ""};
   if (ctl.action == "metrics") call = {"GET", "/microvm/metrics", ""};
-  auto response = microvm::api::request(ctl.sock, call.method, call.target, call.body);
-  if (!response) return error(response.error());
-  if (response->status >= 300) {
-    std::string message = response->body;
-    if (auto json = microvm::api::parse_json(response->body); json && json->contains("fault_message")) {
-      message = (*json)["fault_message"].get<std::string>();
-    }
-    return error(fmt::format("{} failed ({}): {}", ctl.action, response->status, message));
-  }
-  if (!response->body.empty()) fmt::print("{}\n", response->body);
+  auto body = call_api(ctl.sock, call.method, call.target, call.body, ctl.action);
+  if (!body) return error(body.error());
+  if (!body->empty()) fmt::print("{}\n", *body);
   return 0;
+}
+
+// `microvm snapshot`: pause (a VM already paused stays so), PUT /snapshot/create into DIR, and
+// resume only with --resume. One line on stdout says where it went.
+microvm::Result<void> snapshot_vm(const microvm::cli::SnapshotOptions& options) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(options.out, ec);
+  if (ec) return microvm::fail("cannot make the snapshot directory {}: {}", options.out, ec.message());
+  const std::string info = TRY(call_api(options.sock, "GET", "/", "", "reading the VM's state"));
+  const nlohmann::json instance = TRY(microvm::api::parse_json(info));
+  const bool was_running = instance.value("state", "") == "Running";
+  if (was_running) TRY_VOID(call_api(options.sock, "PATCH", "/vm", R"({"state": "Paused"})", "pause"));
+  const std::string state = (fs::path(options.out) / microvm::cli::kSnapshotStateFile).string();
+  const std::string memory = (fs::path(options.out) / microvm::cli::kSnapshotMemoryFile).string();
+  const nlohmann::json body{{"snapshot_type", "Full"}, {"snapshot_path", state}, {"mem_file_path", memory}};
+  TRY_VOID(call_api(options.sock, "PUT", "/snapshot/create", body.dump(), "snapshot/create"));
+  if (options.resume) TRY_VOID(call_api(options.sock, "PATCH", "/vm", R"({"state": "Resumed"})", "resume"));
+  fmt::print("microvm: snapshot in {} ({} and {}); the VM is {}\n", options.out, microvm::cli::kSnapshotStateFile,
+             microvm::cli::kSnapshotMemoryFile, options.resume ? "running again" : "paused");
+  return {};
 }
 
 // tools/rootfs-build (python3) in this source tree; MICROVM_ROOTFS_BUILD overrides where it is.
@@ -250,6 +290,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (parsed->ctl) return run_ctl(*parsed->ctl);
+  if (parsed->snapshot) {
+    if (auto saved = snapshot_vm(*parsed->snapshot); !saved) return error(saved.error());
+    return 0;
+  }
   if (parsed->rootfs_build) return run_rootfs_build(*parsed->rootfs_build);
   if (parsed->start->verbose) spdlog::set_level(spdlog::level::debug);
   return run_vm(*parsed->start, process_start);

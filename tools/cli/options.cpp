@@ -144,6 +144,9 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
                         "Container mode: write the initramfs microvm would boot (microvm-init and the spec for "
                         "-- CMD) to this file, print the kernel command line and exit without starting a VM, e.g. to "
                         "run the same init under another VMM");
+  start_cmd->add_option("--restore", start.restore,
+                        "Resume the VM saved by 'microvm snapshot --out DIR' from DIR (its configuration is the "
+                        "snapshot's: no kernel, drives or command here)");
   start_cmd->add_option("--env,-e", env, "Container mode: set K=V for the workload (repeatable)")
       ->allow_extra_args(false);
   start_cmd->add_option("--workdir,-w", workdir, "Container mode: the workload's working directory")->default_str("/");
@@ -160,6 +163,14 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
       ->required()
       ->check(CLI::IsMember({"status", "pause", "resume", "stop", "config", "metrics"}));
 
+  SnapshotOptions snapshot;
+  CLI::App* snapshot_cmd =
+      app.add_subcommand("snapshot", "Save a running microvm (paused first) for 'microvm start --restore DIR'");
+  snapshot_cmd->add_option("--sock", snapshot.sock, "The API socket (microvm start --api-sock)")->required();
+  snapshot_cmd->add_option("--out", snapshot.out, "The directory for vm.state and vm.mem (made if missing)")
+      ->required();
+  snapshot_cmd->add_flag("--resume", snapshot.resume, "Resume the VM afterwards (default: it stays paused)");
+
   RootfsBuildOptions rootfs_build;
   CLI::App* rootfs_cmd = app.add_subcommand("rootfs", "Root filesystem images");
   rootfs_cmd->require_subcommand(1);
@@ -171,7 +182,7 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   build_cmd->add_option("--label", rootfs_build.label, "Filesystem label");
 
   if (!args.empty() && !args[0].starts_with('-') && args[0] != start_cmd->get_name() &&
-      args[0] != ctl_cmd->get_name() && args[0] != rootfs_cmd->get_name()) {
+      args[0] != ctl_cmd->get_name() && args[0] != rootfs_cmd->get_name() && args[0] != snapshot_cmd->get_name()) {
     return fail("unknown command '{}'; see 'microvm --help'", args[0]);
   }
   // CLI11 wants argv order reversed in a vector.
@@ -185,18 +196,35 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   } catch (const CLI::ParseError& e) {
     if (start_cmd->parsed() && e.get_exit_code() == 0) return ParsedCommand{.help = HelpRequested{start_cmd->help()}};
     if (ctl_cmd->parsed() && e.get_exit_code() == 0) return ParsedCommand{.help = HelpRequested{ctl_cmd->help()}};
+    if (snapshot_cmd->parsed() && e.get_exit_code() == 0) {
+      return ParsedCommand{.help = HelpRequested{snapshot_cmd->help()}};
+    }
     if (e.get_exit_code() == 0) return ParsedCommand{.help = HelpRequested{app.help()}};
     return fail("{}; see 'microvm {} --help'", e.what(),
-                ctl_cmd->parsed()      ? "ctl"
-                : rootfs_cmd->parsed() ? "rootfs build"
-                                       : "start");
+                ctl_cmd->parsed()        ? "ctl"
+                : snapshot_cmd->parsed() ? "snapshot"
+                : rootfs_cmd->parsed()   ? "rootfs build"
+                                         : "start");
   }
   if (ctl_cmd->parsed()) return ParsedCommand{.ctl = ctl};
+  if (snapshot_cmd->parsed()) return ParsedCommand{.snapshot = snapshot};
   if (build_cmd->parsed()) return ParsedCommand{.rootfs_build = rootfs_build};
   if (start_cmd->get_help_ptr() != nullptr && start_cmd->get_help_ptr()->count() > 0) {
     return ParsedCommand{.help = HelpRequested{start_cmd->help()}};
   }
   const auto given = [start_cmd](const char* name) { return start_cmd->get_option(name)->count() > 0; };
+  if (!start.restore.empty()) {
+    // The snapshot brings the whole VM: anything that would configure another one is a mistake.
+    for (const char* name :
+         {"--kernel", "--initrd", "--cmdline", "--cpus", "--memory", "--rootfs", "--drive", "--net", "--console",
+          "--config-file", "--write-initramfs", "--env", "--workdir", "--user", "--hostname", "command"}) {
+      if (given(name)) {
+        return fail("--restore brings the snapshot's whole VM: it cannot be combined with {}",
+                    std::string_view(name) == "command" ? "a command (-- CMD)" : name);
+      }
+    }
+    return ParsedCommand{.start = start};
+  }
   vmm::VmResources& vm = start.vm;
   if (cpus < vmm::kMinVcpus || cpus > vmm::kMaxVcpus) {
     return fail("--cpus {} is out of range: microvm supports {} to {}", cpus, vmm::kMinVcpus, vmm::kMaxVcpus);

@@ -21,6 +21,7 @@ struct StartOptions {
   std::string config_file;      // --config-file: Firecracker's full-config JSON (replaces the flags' VM)
   std::string metrics_file;     // --metrics-file: the final metrics JSON goes here (and on FlushMetrics)
   std::string write_initramfs;  // --write-initramfs: container mode, write the init's initramfs and exit
+  std::string restore;          // --restore DIR: the VM of `microvm snapshot --out DIR`, resumed (no boot)
   int console_input = 0;        // fd the guest's console input comes from; -1 for none
   int console_output = 1;       // fd the guest's console output goes to
 };
@@ -55,11 +56,25 @@ struct RootfsBuildOptions {
   std::string label;
 };
 
+// The two files of a snapshot directory (`microvm snapshot --out DIR`, `microvm start --restore DIR`):
+// the state file and the guest memory file of PUT /snapshot/create.
+inline constexpr std::string_view kSnapshotStateFile = "vm.state";
+inline constexpr std::string_view kSnapshotMemoryFile = "vm.mem";
+
+// `microvm snapshot --sock PATH --out DIR [--resume]`: pause the VM behind the API socket (if it
+// runs), write DIR/vm.state and DIR/vm.mem, and resume it only with --resume.
+struct SnapshotOptions {
+  std::string sock;
+  std::string out;
+  bool resume = false;
+};
+
 struct ParsedCommand {  // exactly one is set
   std::optional<StartOptions> start = std::nullopt;
   std::optional<HelpRequested> help = std::nullopt;
   std::optional<CtlOptions> ctl = std::nullopt;
   std::optional<RootfsBuildOptions> rootfs_build = std::nullopt;
+  std::optional<SnapshotOptions> snapshot = std::nullopt;
 };
 [[nodiscard]] Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args);
 
