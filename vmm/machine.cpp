@@ -218,6 +218,9 @@ MachineMetrics Machine::metrics() const {
     m.nets.push_back({resources_.network_interfaces[i].iface_id, nets_[i]->stats()});
   }
   m.console = console_.stats();
+  m.guest_sample_hz = vcpus_->guest_sample_hz();
+  m.guest_samples = vcpus_->guest_samples();
+  m.guest_samples_dropped = vcpus_->guest_samples_dropped();
   m.markers = setup_markers_;
   std::lock_guard lock(exit_mutex_);
   m.markers.vcpus_started = vcpus_started_;

@@ -40,10 +40,11 @@ namespace microvm::vmm {
 
 // What the machine needs from the process that runs it, beside the VM's configuration.
 struct MachineEnvironment {
-  int console_input = 0;   // fd the guest's console input comes from; -1 for none
-  int console_output = 1;  // fd the guest's console output goes to
-  bool verbose = false;    // kernel messages on in container mode (VmResources::kernel_cmdline)
-  std::string init_path;   // container mode: the static microvm-init binary
+  int console_input = 0;         // fd the guest's console input comes from; -1 for none
+  int console_output = 1;        // fd the guest's console output goes to
+  bool verbose = false;          // kernel messages on in container mode (VmResources::kernel_cmdline)
+  std::string init_path;         // container mode: the static microvm-init binary
+  unsigned guest_sample_hz = 0;  // > 0: sample where the guest runs (vmm/guest_sampler.h), for the boot profile
 };
 
 // When things happened, on the host's monotonic clock (unset: did not happen). The guest's markers
@@ -85,7 +86,10 @@ struct MachineMetrics {
   std::vector<Net> nets;                 // in guest order (eth0, eth1, ...)
   ConsoleOutput::Stats console;
   BootMarkers markers;
-  std::optional<int> workload_exit_code;  // container mode (filled in by the supervisor's owner)
+  std::optional<int> workload_exit_code;   // container mode (filled in by the supervisor's owner)
+  unsigned guest_sample_hz = 0;            // 0: the guest was not sampled
+  std::vector<GuestSample> guest_samples;  // by time
+  std::uint64_t guest_samples_dropped = 0;
 };
 
 // Where a snapshot lives: the state file (everything but guest RAM: vmm/snapshot/state_file.h) and

@@ -83,6 +83,9 @@ Result<kvm_regs> Vcpu::get_regs() const {
   TRY_VOID(check(::ioctl(fd_.get(), KVM_GET_REGS, &regs), "KVM_GET_REGS"));
   return regs;
 }
+Result<std::uint64_t> Vcpu::program_counter() const {
+  return TRY(get_regs()).rip;
+}
 Result<void> Vcpu::set_regs(const kvm_regs& regs) const {
   // KVM reads one struct kvm_regs from `regs` (api.rst 4.12).
   return check(::ioctl(fd_.get(), KVM_SET_REGS, &regs), "KVM_SET_REGS");

@@ -24,6 +24,8 @@ class Vcpu {
   [[nodiscard]] Result<void> set_cpuid(std::span<const kvm_cpuid_entry2> entries) const;
   [[nodiscard]] Result<void> set_msrs(std::span<const kvm_msr_entry> entries) const;
   [[nodiscard]] Result<kvm_regs> get_regs() const;
+  // Where the guest is: its instruction pointer (x86: RIP, from KVM_GET_REGS).
+  [[nodiscard]] Result<std::uint64_t> program_counter() const;
   [[nodiscard]] Result<void> set_regs(const kvm_regs& regs) const;
   [[nodiscard]] Result<kvm_sregs> get_sregs() const;
   [[nodiscard]] Result<void> set_sregs(const kvm_sregs& sregs) const;

@@ -30,8 +30,15 @@ struct Overloaded : Ts... {
 
 }  // namespace
 
-VcpuSet::VcpuSet(std::vector<Vcpu> vcpus, const Bus& pio, const Bus& mmio, StopFn stop)
-    : vcpus_(std::move(vcpus)), pio_(pio), mmio_(mmio), stop_(std::move(stop)), exit_stats_(vcpus_.size()) {}
+VcpuSet::VcpuSet(std::vector<Vcpu> vcpus, const Bus& pio, const Bus& mmio, StopFn stop, unsigned sample_hz)
+    : vcpus_(std::move(vcpus)), pio_(pio), mmio_(mmio), stop_(std::move(stop)), exit_stats_(vcpus_.size()) {
+  if (sample_hz > 0) {
+    // Kicks only the one thread, without immediate_exit: the vCPU leaves KVM_RUN once and goes on.
+    sampler_ = std::make_unique<GuestSampler>(sample_hz, vcpus_.size(), [this](std::size_t index) {
+      if (index < threads_.size()) ::pthread_kill(threads_[index].native_handle(), kick_signal());
+    });
+  }
+}
 
 VcpuSet::~VcpuSet() {
   join();
@@ -48,9 +55,11 @@ void VcpuSet::start() {
       run(vcpu);
     });
   }
+  if (sampler_) sampler_->start();  // after every thread exists: its kicks name them by index
 }
 
 void VcpuSet::join() {
+  if (sampler_) sampler_->stop();  // no kick may name a thread once it is joined
   stopping_.store(true);
   {
     std::lock_guard lock(pause_mutex_);
@@ -115,6 +124,10 @@ VcpuSet::ExitCounts VcpuSet::exit_counts() const {
   return counts;
 }
 
+std::vector<GuestSample> VcpuSet::guest_samples() const {
+  return sampler_ ? sampler_->samples() : std::vector<GuestSample>{};
+}
+
 ExitStats::Snapshot VcpuSet::exits_by_address() const {
   std::vector<ExitStats::Snapshot> per_vcpu;
   for (const ExitStats& stats : exit_stats_) per_vcpu.push_back(stats.snapshot());
@@ -171,6 +184,9 @@ void VcpuSet::run(Vcpu& vcpu) {
                         std::holds_alternative<exit::MmioWrite>(*result);
     exit_counts_[result->index()].fetch_add(1, std::memory_order_relaxed);
     exit_stats_[vcpu.id()].record(*result);
+    if (sampler_ && sampler_->due(vcpu.id())) {
+      if (const Result<std::uint64_t> pc = vcpu.program_counter()) sampler_->record(vcpu.id(), *pc);
+    }
     std::visit(
         Overloaded{
             [&](const exit::IoIn& e) { handle_io_in(e.port, e.data, e.count); },
@@ -198,10 +214,10 @@ void VcpuSet::run(Vcpu& vcpu) {
                                                    vcpu.id(), e.reason));
             },
             [&](const exit::InternalError& e) {
-              const auto regs = vcpu.get_regs();
+              const Result<std::uint64_t> pc = vcpu.program_counter();
               stop(StopReason::kError,
-                   fmt::format("KVM internal error on vCPU {} at RIP {:#x} (suberror {}{})", vcpu.id(),
-                               regs ? regs->rip : 0, e.suberror,
+                   fmt::format("KVM internal error on vCPU {} at guest address {:#x} (suberror {}{})", vcpu.id(),
+                               pc ? *pc : 0, e.suberror,
                                e.suberror == KVM_INTERNAL_ERROR_EMULATION ? ": instruction emulation failed" : ""));
             },
             [&](const exit::Interrupted&) {},

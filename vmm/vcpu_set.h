@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -19,6 +20,7 @@
 
 #include "vmm/bus.h"
 #include "vmm/exit_stats.h"
+#include "vmm/guest_sampler.h"
 #include "vmm/vcpu.h"
 
 namespace microvm::vmm {
@@ -40,8 +42,9 @@ class VcpuSet {
   using ExitCounts = std::array<std::uint64_t, std::variant_size_v<VcpuExit>>;
   using StopFn = std::function<void(StopReason, std::string)>;
 
-  // The buses outlive the set; `stop` may be called from any vCPU thread.
-  VcpuSet(std::vector<Vcpu> vcpus, const Bus& pio, const Bus& mmio, StopFn stop);
+  // The buses outlive the set; `stop` may be called from any vCPU thread. `sample_hz` > 0 samples
+  // where the guest runs that many times a second (GuestSampler; 0: no sampling, no extra exits).
+  VcpuSet(std::vector<Vcpu> vcpus, const Bus& pio, const Bus& mmio, StopFn stop, unsigned sample_hz = 0);
   ~VcpuSet();  // join()
   VcpuSet(const VcpuSet&) = delete;
   VcpuSet& operator=(const VcpuSet&) = delete;
@@ -64,6 +67,10 @@ class VcpuSet {
   // I/O and MMIO exits by port or address, all vCPUs merged (the boot profile).
   [[nodiscard]] ExitStats::Snapshot exits_by_address() const;
   [[nodiscard]] std::size_t size() const { return vcpus_.size(); }
+  // The guest profile so far (empty without sampling); its rate (0: off) and the samples not kept.
+  [[nodiscard]] std::vector<GuestSample> guest_samples() const;
+  [[nodiscard]] unsigned guest_sample_hz() const { return sampler_ ? sampler_->hz() : 0; }
+  [[nodiscard]] std::uint64_t guest_samples_dropped() const { return sampler_ ? sampler_->dropped() : 0; }
   // The vCPUs, for saving and restoring their state while every thread is parked (or before start()).
   [[nodiscard]] const std::vector<Vcpu>& vcpus() const { return vcpus_; }
 
@@ -91,6 +98,7 @@ class VcpuSet {
   std::vector<ExitStats> exit_stats_;  // by port/address, one per vCPU (same index as vcpus_)
   std::mutex unclaimed_mutex_;
   std::set<std::uint64_t> unclaimed_ports_;  // logged once each (--verbose)
+  std::unique_ptr<GuestSampler> sampler_;    // with sample_hz > 0; started by start(), stopped by join()
 };
 
 }  // namespace microvm::vmm

@@ -203,9 +203,9 @@ Result<void> VmBuilder::wire(Machine& m, const boot::BootCpuState* boot_cpu, Hos
     }
     vcpus.push_back(std::move(vcpu));
   }
-  m.vcpus_ =
-      std::make_unique<VcpuSet>(std::move(vcpus), m.pio_bus_, m.mmio_bus_,
-                                [&m](StopReason reason, std::string detail) { m.stop(reason, std::move(detail)); });
+  m.vcpus_ = std::make_unique<VcpuSet>(
+      std::move(vcpus), m.pio_bus_, m.mmio_bus_,
+      [&m](StopReason reason, std::string detail) { m.stop(reason, std::move(detail)); }, m.env_.guest_sample_hz);
 
   const int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (efd < 0) return fail_host("eventfd failed: {}", errno_text(errno));

@@ -49,7 +49,8 @@ std::string init_binary() {
 }
 
 vmm::MachineEnvironment machine_environment(const StartOptions& options) {
-  return vmm::MachineEnvironment{options.console_input, options.console_output, options.verbose, init_binary()};
+  return vmm::MachineEnvironment{options.console_input, options.console_output, options.verbose, init_binary(),
+                                 options.guest_sample_hz};
 }
 
 VmmController::VmmController(boost::asio::io_context& io, StartOptions options,
@@ -274,6 +275,14 @@ nlohmann::json metrics_json(const vmm::MachineMetrics& m, std::chrono::steady_cl
                     {"dropped_bytes", m.console.dropped_bytes},
                     {"buffered_bytes", m.console.buffered_bytes}};
   if (m.workload_exit_code) out["workload_exit_code"] = *m.workload_exit_code;
+  if (m.guest_sample_hz > 0) {
+    // --sample-guest: [ms since microvm started, vCPU, guest program counter] per sample, by time.
+    nlohmann::json samples = nlohmann::json::array();
+    for (const vmm::GuestSample& sample : m.guest_samples) {
+      samples.push_back(nlohmann::json::array({ms_since(process_start, sample.when), sample.vcpu, sample.pc}));
+    }
+    out["guest_samples"] = {{"hz", m.guest_sample_hz}, {"dropped", m.guest_samples_dropped}, {"samples", samples}};
+  }
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "devices/virtio/net.h"
 #include "guest/protocol/ipv4.h"
+#include "vmm/guest_sampler.h"
 
 namespace microvm::cli {
 
@@ -144,6 +145,11 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
                         "Container mode: write the initramfs microvm would boot (microvm-init and the spec for "
                         "-- CMD) to this file, print the kernel command line and exit without starting a VM, e.g. to "
                         "run the same init under another VMM");
+  start_cmd
+      ->add_option("--sample-guest", start.guest_sample_hz,
+                   "Sample where the guest runs HZ times a second into the metrics (--metrics-file, GET "
+                   "/microvm/metrics: guest_samples), for tools/boot-profile; each sample costs one VM exit")
+      ->check(CLI::Range(1U, vmm::GuestSampler::kMaxHz));
   start_cmd->add_option("--restore", start.restore,
                         "Resume the VM saved by 'microvm snapshot --out DIR' from DIR (its configuration is the "
                         "snapshot's: no kernel, drives or command here)");

@@ -17,13 +17,14 @@ namespace microvm::cli {
 struct StartOptions {
   vmm::VmResources vm;
   bool verbose = false;
-  std::string api_sock;         // --api-sock: serve the API here
-  std::string config_file;      // --config-file: Firecracker's full-config JSON (replaces the flags' VM)
-  std::string metrics_file;     // --metrics-file: the final metrics JSON goes here (and on FlushMetrics)
-  std::string write_initramfs;  // --write-initramfs: container mode, write the init's initramfs and exit
-  std::string restore;          // --restore DIR: the VM of `microvm snapshot --out DIR`, resumed (no boot)
-  int console_input = 0;        // fd the guest's console input comes from; -1 for none
-  int console_output = 1;       // fd the guest's console output goes to
+  std::string api_sock;          // --api-sock: serve the API here
+  std::string config_file;       // --config-file: Firecracker's full-config JSON (replaces the flags' VM)
+  std::string metrics_file;      // --metrics-file: the final metrics JSON goes here (and on FlushMetrics)
+  std::string write_initramfs;   // --write-initramfs: container mode, write the init's initramfs and exit
+  std::string restore;           // --restore DIR: the VM of `microvm snapshot --out DIR`, resumed (no boot)
+  unsigned guest_sample_hz = 0;  // --sample-guest HZ: the guest profile in the metrics (0: off)
+  int console_input = 0;         // fd the guest's console input comes from; -1 for none
+  int console_output = 1;        // fd the guest's console output goes to
 };
 
 struct HelpRequested {
