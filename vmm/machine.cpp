@@ -53,8 +53,8 @@ Result<std::unique_ptr<Machine>> Machine::restore(const SnapshotLoad& load, cons
   return VmBuilder::restore(load, env, io);
 }
 
-Machine::Machine(const VmResources& resources, const MachineEnvironment& env, boost::asio::io_context& io, Kvm kvm,
-                 Vm vm, GuestMemory memory)
+Machine::Machine(Key /*only VmBuilder has one*/, const VmResources& resources, const MachineEnvironment& env,
+                 boost::asio::io_context& io, Kvm kvm, Vm vm, GuestMemory memory)
     : resources_(resources),
       env_(env),
       io_(io),

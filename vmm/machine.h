@@ -128,6 +128,13 @@ class Machine {
   // line saying which. The machine's vCPUs are paused: start(), then resume().
   static Result<std::unique_ptr<Machine>> restore(const SnapshotLoad& load, const MachineEnvironment& env,
                                                   boost::asio::io_context& io);
+  // Only VmBuilder makes a Key, so only it constructs a Machine (through std::make_unique).
+  class Key {
+    Key() = default;
+    friend class VmBuilder;
+  };
+  Machine(Key, const VmResources& resources, const MachineEnvironment& env, boost::asio::io_context& io, Kvm kvm, Vm vm,
+          GuestMemory memory);
   ~Machine();
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;
@@ -172,8 +179,6 @@ class Machine {
   friend class VmBuilder;
   struct LoopState;
 
-  Machine(const VmResources& resources, const MachineEnvironment& env, boost::asio::io_context& io, Kvm kvm, Vm vm,
-          GuestMemory memory);
   std::size_t deliver_input(std::span<const std::uint8_t> bytes);
   void on_status(devices::StatusPort::Event event, std::uint32_t payload, BootMarkers::TimePoint when);
 

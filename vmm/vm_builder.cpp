@@ -116,7 +116,8 @@ Result<std::unique_ptr<Machine>> VmBuilder::build(const VmResources& resources, 
                 boot_info.format == boot::KernelFormat::kElf ? "ELF" : "bzImage", kernel_path, boot_info.cpu.rip,
                 boot_info.initrd_size, boot_info.initrd_address.value, memory_bytes >> 20, vcpus, cmdline);
   Vm vm = TRY(kvm.create_vm());
-  std::unique_ptr<Machine> machine(new Machine(resources, env, io, std::move(kvm), std::move(vm), std::move(memory)));
+  std::unique_ptr<Machine> machine =
+      std::make_unique<Machine>(Machine::Key{}, resources, env, io, std::move(kvm), std::move(vm), std::move(memory));
   TRY_VOID(wire(*machine, &boot_info.cpu, std::move(host)));
   setup.vm_ready = std::chrono::steady_clock::now();
   machine->setup_markers_ = setup;  // no vCPU thread runs yet

@@ -129,8 +129,8 @@ Result<std::unique_ptr<BlockDevice>> BlockDevice::open(const BlockOptions& optio
   }
   std::string id = options.id;
   if (id.empty()) id = std::filesystem::path(path).filename().string().substr(0, kIdBytes);
-  std::unique_ptr<BlockDevice> device(new BlockDevice(std::move(fd), path, options.read_only, size / kSectorSize,
-                                                      std::move(id), std::move(executor), std::move(before_io)));
+  auto device = std::make_unique<BlockDevice>(Key{}, std::move(fd), path, options.read_only, size / kSectorSize,
+                                              std::move(id), std::move(executor), std::move(before_io));
   try {
     device->worker_ = std::thread([raw = device.get()] { raw->run_worker(); });
   } catch (const std::system_error& error) {
@@ -139,8 +139,9 @@ Result<std::unique_ptr<BlockDevice>> BlockDevice::open(const BlockOptions& optio
   return device;
 }
 
-BlockDevice::BlockDevice(UniqueFd fd, std::string path, bool read_only, std::uint64_t capacity_sectors, std::string id,
-                         boost::asio::any_io_executor executor, IoHook before_io)
+BlockDevice::BlockDevice(Key /*only open() has one*/, UniqueFd fd, std::string path, bool read_only,
+                         std::uint64_t capacity_sectors, std::string id, boost::asio::any_io_executor executor,
+                         IoHook before_io)
     : fd_(std::move(fd)),
       path_(std::move(path)),
       read_only_(read_only),

@@ -85,6 +85,13 @@ class BlockDevice final : public VirtioDevice {
   // X: ..."). `executor` runs the rest of a notification that used up its budget.
   static Result<std::unique_ptr<BlockDevice>> open(const BlockOptions& options, boost::asio::any_io_executor executor,
                                                    IoHook before_io = {});
+  // Only open() makes a Key: the device exists only with its worker thread started.
+  class Key {
+    Key() = default;
+    friend class BlockDevice;
+  };
+  BlockDevice(Key, UniqueFd fd, std::string path, bool read_only, std::uint64_t capacity_sectors, std::string id,
+              boost::asio::any_io_executor executor, IoHook before_io);
   ~BlockDevice() override;
   BlockDevice(const BlockDevice&) = delete;
   BlockDevice& operator=(const BlockDevice&) = delete;
@@ -147,9 +154,6 @@ class BlockDevice final : public VirtioDevice {
   static std::vector<Piece> pieces_of(const DescriptorChain& chain, bool writable, std::uint64_t from,
                                       std::uint64_t len);
   static std::uint64_t total_len(const std::vector<Piece>& pieces);
-
-  BlockDevice(UniqueFd fd, std::string path, bool read_only, std::uint64_t capacity_sectors, std::string id,
-              boost::asio::any_io_executor executor, IoHook before_io);
 
   // Event loop side.
   void pump_locked();  // takes chains from the queue, up to the budget and the in-flight bound

@@ -172,7 +172,8 @@ Result<std::unique_ptr<Machine>> VmBuilder::restore(const SnapshotLoad& load, co
     return fail("the snapshot has {} vCPUs, this host's KVM supports at most {}", vcpu_count, max_vcpus);
   }
   Vm vm = TRY(kvm.create_vm());
-  std::unique_ptr<Machine> machine(new Machine(resources, env, io, std::move(kvm), std::move(vm), std::move(memory)));
+  std::unique_ptr<Machine> machine =
+      std::make_unique<Machine>(Machine::Key{}, resources, env, io, std::move(kvm), std::move(vm), std::move(memory));
   Machine& m = *machine;
   TRY_VOID(wire(m, nullptr, std::move(host)));
 
