@@ -2,7 +2,8 @@
 // is (init started, workload started, workload exited with a status) and how the VMM asks it to
 // stop the workload. The register layout is defined once, in guest/protocol/status_port.h, which the
 // init and this device both use. Each event is one 32-bit OUT: one VM exit, timestamped here on
-// arrival with the host's monotonic clock (the benchmark harness reads these markers).
+// arrival with the host's monotonic clock (the benchmark harness reads these markers). A template
+// boot's init reads its spec from here too (guest/protocol/spec_channel.h).
 #pragma once
 
 #include <atomic>
@@ -12,6 +13,7 @@
 #include <span>
 
 #include "devices/bus_device.h"
+#include "guest/protocol/spec_channel.h"
 #include "guest/protocol/status_port.h"
 
 namespace microvm::devices {
@@ -39,9 +41,14 @@ class StatusPort final : public BusDevice {
   void request_stop() { stop_requested_.store(true); }
   [[nodiscard]] bool stop_requested() const { return stop_requested_.load(); }
 
+  // A template boot's spec (the kSpecWanted exchange): published for the init to read. Not part of
+  // State: a snapshot is taken before the host has one, and each restored run sets its own.
+  void set_spec(std::string spec_json) { spec_.set(std::move(spec_json)); }
+
  private:
   Listener listener_;
   std::atomic<bool> stop_requested_{false};
+  guest::status_port::SpecChannel spec_;
 };
 
 }  // namespace microvm::devices

@@ -208,10 +208,19 @@ Result<Workload> prepare_workload(const Spec& spec) {
 // Steps 3-7: everything from reading the spec to the workload's end. An error here is the init's
 // own failure (status 125).
 Result<int> run(const sys::StatusPort& port, int signal_fd) {
-  auto text = read_file(std::string(kSpecPath), kMaxSpecBytes);
+  // A template boot (the initramfs says so) gets its spec from the host: possibly much later, in a
+  // VM restored from a snapshot of this very moment (runtime/warm_start.h).
+  const bool from_host = ::access(std::string(kSpecFromHostPath).c_str(), F_OK) == 0;
+  auto text = from_host ? port.receive_spec(kMaxSpecBytes) : read_file(std::string(kSpecPath), kMaxSpecBytes);
   if (!text) return std::unexpected(text.error());
   auto spec = parse_spec(*text);
   if (!spec) return std::unexpected(spec.error());
+  if (spec->realtime_ns) {
+    if (auto ok = sys::set_wall_clock(*spec->realtime_ns); !ok) return std::unexpected(ok.error());
+  }
+  if (from_host) {
+    if (auto ok = sys::wait_for_media(spec->root.device); !ok) return std::unexpected(ok.error());
+  }
 
   if (auto ok = sys::prepare_root(spec->root, all_dns_servers(*spec)); !ok) return std::unexpected(ok.error());
   if (auto ok = sys::install_files(spec->files); !ok) return std::unexpected(ok.error());

@@ -16,8 +16,12 @@
 #include <sys/io.h>
 #endif
 
+#include <sys/sysmacros.h>
+#include <time.h>
+
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 #include "base/unique_fd.h"
@@ -32,6 +36,10 @@ constexpr unsigned kDirMode = 0755;
 constexpr unsigned kFileMode = 0644;
 constexpr auto kDeviceWait = 5s;  // the root device normally exists before /init runs
 constexpr auto kDeviceWaitStep = 10ms;
+constexpr auto kMediaWaitStep = 1ms;     // a template boot's drive gets its image right before the spec
+constexpr auto kSpecPollInterval = 1ms;  // how often a template boot's init polls for its spec
+constexpr auto kSpecWaitLimit = 24h;     // a template may sit paused for long; the host ends a VM it forgot
+constexpr std::uint64_t kNsPerSecond = 1'000'000'000;
 constexpr auto kDrainWait = 2s;
 constexpr auto kDrainStep = 1ms;
 
@@ -449,6 +457,35 @@ bool StatusPort::stop_requested() const {
   return enabled_ && status_port::stop_requested(::inl(status_port::kBase));
 }
 
+namespace {
+
+// The spec registers through real port I/O (ioperm was granted for the whole range).
+class HardwarePorts final : public status_port::PortIo {
+ public:
+  std::uint32_t in32(std::uint16_t offset) override {
+    return ::inl(static_cast<std::uint16_t>(status_port::kBase + offset));
+  }
+  void out32(std::uint16_t offset, std::uint32_t value) override {
+    ::outl(value, static_cast<std::uint16_t>(status_port::kBase + offset));
+  }
+  void in8_string(std::uint16_t offset, std::span<std::uint8_t> bytes) override {
+    ::insb(static_cast<std::uint16_t>(status_port::kBase + offset), bytes.data(), bytes.size());
+  }
+};
+
+}  // namespace
+
+Result<std::string> StatusPort::receive_spec(std::size_t max_bytes) const {
+  if (!enabled_) return fail("no status port: a template boot cannot get its spec");
+  report(status_port::Event::kSpecWanted, 0);
+  HardwarePorts ports;
+  const auto give_up = std::chrono::steady_clock::now() + kSpecWaitLimit;
+  return status_port::receive_spec(ports, max_bytes, [give_up] {
+    std::this_thread::sleep_for(kSpecPollInterval);
+    return std::chrono::steady_clock::now() < give_up;
+  });
+}
+
 void StatusPort::drop_access() {
   ::ioperm(status_port::kBase, status_port::kSize, 0);
 }
@@ -461,7 +498,41 @@ bool StatusPort::stop_requested() const {
   return false;
 }
 void StatusPort::drop_access() {}
+Result<std::string> StatusPort::receive_spec(std::size_t) const {
+  return fail("the status port is an x86 I/O port");
+}
 #endif
+
+Result<void> set_wall_clock(std::uint64_t realtime_ns) {
+  const timespec now{static_cast<time_t>(realtime_ns / kNsPerSecond), static_cast<long>(realtime_ns % kNsPerSecond)};
+  if (::clock_settime(CLOCK_REALTIME, &now) != 0) {
+    const int err = errno;
+    return fail_errno("cannot set the wall clock", err);
+  }
+  return {};
+}
+
+Result<void> wait_for_media(const std::string& device) {
+  if (auto ok = wait_for_device(device); !ok) return ok;
+  struct stat st {};
+  if (::stat(device.c_str(), &st) != 0) {
+    const int err = errno;
+    return fail_errno("cannot stat the root device " + device, err);
+  }
+  if (!S_ISBLK(st.st_mode)) return {};  // not a disk: nothing to wait for
+  const std::string size_path =
+      "/sys/dev/block/" + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev)) + "/size";
+  const auto deadline = std::chrono::steady_clock::now() + kDeviceWait;
+  while (true) {
+    std::ifstream file(size_path);
+    std::uint64_t sectors = 0;
+    if (file >> sectors; file && sectors > 0) return {};
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return fail("the root device " + device + " still has no medium (size 0 in " + size_path + ")");
+    }
+    std::this_thread::sleep_for(kMediaWaitStep);
+  }
+}
 
 void power_off() {
   ::sync();

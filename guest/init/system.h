@@ -12,6 +12,7 @@
 #include "guest/protocol/ipv4.h"
 #include "guest/protocol/result.h"
 #include "guest/protocol/spec.h"
+#include "guest/protocol/spec_channel.h"
 #include "guest/protocol/status_port.h"
 
 namespace microvm::guest::sys {
@@ -61,6 +62,9 @@ class StatusPort {
 
   void report(status_port::Event event, std::uint32_t payload) const;
   [[nodiscard]] bool stop_requested() const;
+  // A template boot: reports kSpecWanted, then reads the spec from the host (spec_channel.h),
+  // polling until the host publishes one.
+  [[nodiscard]] Result<std::string> receive_spec(std::size_t max_bytes) const;
   // Gives up the port access in a child before it execs the workload.
   static void drop_access();
 
@@ -68,6 +72,12 @@ class StatusPort {
   explicit StatusPort(bool enabled) : enabled_(enabled) {}
   bool enabled_ = false;
 };
+
+// clock_settime(CLOCK_REALTIME) to the host's time the spec carries.
+[[nodiscard]] Result<void> set_wall_clock(std::uint64_t realtime_ns);
+// A template boot: the drive was attached empty and gets its image when the spec is delivered
+// (the host raises a virtio config change); waits (bounded) until `device` has a non-zero size.
+[[nodiscard]] Result<void> wait_for_media(const std::string& device);
 
 // sync, power off (reboot(RB_POWER_OFF)); never returns (PID 1 must not exit: the kernel panics).
 [[noreturn]] void power_off();

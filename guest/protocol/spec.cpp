@@ -237,9 +237,9 @@ Result<void> parse_files(const json& value, Spec& spec) {
 
 Result<Spec> parse_object(const json& root) {
   if (!root.is_object()) return fail("spec: must be a JSON object");
-  if (auto ok = reject_unknown_fields(
-          root, "",
-          {"args", "env", "cwd", "user", "hostname", "root", "network", "stop_grace_ms", "additional_gids", "files"});
+  if (auto ok = reject_unknown_fields(root, "",
+                                      {"args", "env", "cwd", "user", "hostname", "root", "network", "stop_grace_ms",
+                                       "additional_gids", "files", "realtime_ns"});
       !ok) {
     return std::unexpected(ok.error());
   }
@@ -288,6 +288,11 @@ Result<Spec> parse_object(const json& root) {
   if (root.contains("files")) {
     if (auto ok = parse_files(root["files"], spec); !ok) return std::unexpected(ok.error());
   }
+  if (root.contains("realtime_ns")) {
+    const json& now = root["realtime_ns"];
+    if (!now.is_number_unsigned()) return bad("realtime_ns", "must be a whole number of nanoseconds since 1970");
+    spec.realtime_ns = now.get<std::uint64_t>();
+  }
   return spec;
 }
 
@@ -332,6 +337,7 @@ std::string spec_to_json(const Spec& spec) {
   for (const FileSpec& file : spec.files)
     files.push_back({{"path", file.path}, {"contents", file.contents}, {"mode", file.mode}});
   root["files"] = std::move(files);
+  if (spec.realtime_ns) root["realtime_ns"] = *spec.realtime_ns;
   // Arguments need not be UTF-8 on Linux, JSON strings must: such bytes become U+FFFD, never a throw.
   return root.dump(-1, ' ', false, json::error_handler_t::replace);
 }

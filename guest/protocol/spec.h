@@ -41,7 +41,17 @@
 //       created). "path" absolute, without "." or ".." components; "mode" 0..07777 (default 0644).
 //       With a read-only root, a file outside a tmpfs must already exist as a regular file in the
 //       image: the new contents are bind-mounted over it. At most kMaxFiles files.
+//   "realtime_ns": 1796000000000000000
+//       Optional. The host's CLOCK_REALTIME when it handed the spec over, in ns since the epoch: the
+//       init sets the guest's wall clock to it first (clock_settime). Only a spec delivered through
+//       the status port at run time has it (a warm start: the guest was restored from a template
+//       whose clock stopped when the template was saved); a spec in the initramfs is older than the
+//       boot and the kernel's kvmclock is the better clock there.
 // }
+//
+// Where the init finds the spec: /microvm/spec.json in the initramfs (a cold boot), or, when the
+// initramfs has kSpecFromHostPath instead (a template boot, runtime/warm_start.h), from the host
+// through the status port (guest/protocol/status_port.h: kSpecWanted, then the spec registers).
 #pragma once
 
 #include <cstdint>
@@ -56,6 +66,7 @@
 namespace microvm::guest {
 
 inline constexpr std::string_view kSpecPath = "/microvm/spec.json";
+inline constexpr std::string_view kSpecFromHostPath = "/microvm/spec-from-host";
 inline constexpr std::size_t kMaxSpecBytes = 1U << 20;
 inline constexpr std::uint32_t kDefaultStopGraceMs = 10000;
 inline constexpr std::uint32_t kMaxStopGraceMs = 86'400'000;  // a day
@@ -99,6 +110,7 @@ struct Spec {
   std::uint32_t stop_grace_ms = kDefaultStopGraceMs;
   std::vector<std::uint32_t> additional_gids;
   std::vector<FileSpec> files;
+  std::optional<std::uint64_t> realtime_ns;
   friend bool operator==(const Spec&, const Spec&) = default;
 };
 

@@ -13,6 +13,16 @@
 //   32-bit IN at kBase (inl): bit 0 (kStopRequested) = the host asks the init to stop the workload
 //     (SIGTERM, then SIGKILL after the spec's stop_grace_ms). Bits 1..31 read as zero. A read of all
 //     ones (kNoDevice: what an unclaimed port returns) means "no status device" and never a stop.
+//     kSpecWanted       payload 0: a template boot (the initramfs has no spec, guest/protocol/spec.h):
+//                       the init has mounted /proc, /sys and /dev and now polls kSpecLengthOffset
+//                       for its spec. The guest is quiescent from here until a spec arrives, so the
+//                       host may pause and snapshot it (runtime/warm_start.h: the warm-start template).
+//   The spec registers (spec_channel.h has both sides of the exchange):
+//     32-bit IN  at kBase + kSpecLengthOffset: the spec's length in bytes, 0 while the host has none
+//                (the init polls it, sleeping kSpecPollInterval between reads).
+//     32-bit OUT at kBase + kSpecCursorOffset: sets the read cursor (a byte offset into the spec).
+//     8-bit  IN  at kBase + kSpecDataOffset: the byte at the cursor, which then advances; past the end
+//                it reads 0. String I/O (`rep insb`, up to a page per VM exit) reads a run of bytes.
 //   Any other access size or offset is ignored by the device and reads as zero.
 #pragma once
 
@@ -21,7 +31,7 @@
 namespace microvm::guest::status_port {
 
 inline constexpr std::uint16_t kBase = 0x5a0;  // free in the PC's legacy I/O map
-inline constexpr std::uint16_t kSize = 4;
+inline constexpr std::uint16_t kSize = 16;
 inline constexpr std::uint16_t kStatusPortBase = kBase;
 inline constexpr std::uint16_t kStatusPortSize = kSize;
 
@@ -29,7 +39,12 @@ enum class Event : std::uint8_t {
   kInitStarted = 1,
   kWorkloadStarted = 2,
   kWorkloadExited = 3,
+  kSpecWanted = 4,
 };
+
+inline constexpr std::uint16_t kSpecLengthOffset = 4;
+inline constexpr std::uint16_t kSpecCursorOffset = 8;
+inline constexpr std::uint16_t kSpecDataOffset = 12;
 
 inline constexpr unsigned kEventShift = 24;
 inline constexpr std::uint32_t kPayloadMask = (std::uint32_t{1} << kEventShift) - 1;

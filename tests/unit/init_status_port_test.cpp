@@ -12,11 +12,16 @@ namespace sp = status_port;
 
 TEST(InitStatusPort, Layout) {
   EXPECT_EQ(sp::kBase, 0x5a0);
-  EXPECT_EQ(sp::kSize, 4);
+  EXPECT_EQ(sp::kSize, 16);
+  EXPECT_EQ(sp::kSpecLengthOffset, 4);
+  EXPECT_EQ(sp::kSpecCursorOffset, 8);
+  EXPECT_EQ(sp::kSpecDataOffset, 12);
+  static_assert(sp::kSpecDataOffset < sp::kSize);
   EXPECT_EQ(sp::kPayloadMask, 0x00ffffffU);
   EXPECT_EQ(static_cast<int>(sp::Event::kInitStarted), 1);
   EXPECT_EQ(static_cast<int>(sp::Event::kWorkloadStarted), 2);
   EXPECT_EQ(static_cast<int>(sp::Event::kWorkloadExited), 3);
+  EXPECT_EQ(static_cast<int>(sp::Event::kSpecWanted), 4);
 }
 
 TEST(InitStatusPort, EncodesEventAndPayload) {
