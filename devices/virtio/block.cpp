@@ -85,21 +85,23 @@ std::array<std::uint8_t, BlockDevice::kIdBytes> pad_id(std::string_view id) {
 
 }  // namespace
 
-Result<std::unique_ptr<BlockDevice>> BlockDevice::open(const BlockOptions& options,
-                                                       boost::asio::any_io_executor executor, IoHook before_io) {
-  const std::string& path = options.path;
+namespace {
+
+struct OpenedImage {
+  UniqueFd fd;
+  std::uint64_t size = 0;
+};
+
+// Opens the image at `path` the way the drive will use it; errors are one line naming the path.
+Result<OpenedImage> open_image(const std::string& path, bool read_only) {
   if (path.empty()) return fail("drive path is empty: give the image file to attach");
-  if (options.id.size() > kIdBytes) {
-    return fail("drive {}: id '{}' is {} bytes; virtio-blk ids are at most {} bytes", path, options.id,
-                options.id.size(), kIdBytes);
-  }
   // O_NONBLOCK: opening a FIFO must not hang (it is refused below); cleared again for the I/O.
-  const int access = options.read_only ? O_RDONLY : O_RDWR;
+  const int access = read_only ? O_RDONLY : O_RDWR;
   UniqueFd fd(::open(path.c_str(), access | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (!fd.valid()) {
     const int err = errno;
     if (err == EISDIR) return fail("drive {} is a directory, not an image file", path);
-    if (!options.read_only && (err == EACCES || err == EROFS || err == ETXTBSY)) {
+    if (!read_only && (err == EACCES || err == EROFS || err == ETXTBSY)) {
       return fail("cannot open drive {} for writing: {} (attach it read-only if the guest need not write)", path,
                   errno_text(err));
     }
@@ -123,23 +125,69 @@ Result<std::unique_ptr<BlockDevice>> BlockDevice::open(const BlockOptions& optio
   if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
     return fail("cannot set up drive {}: {}", path, errno_text(errno));
   }
-  if (size % kSectorSize != 0) {
+  if (size % BlockDevice::kSectorSize != 0) {
     spdlog::warn("drive {} is {} bytes, not a multiple of {}: the guest does not see the last {} bytes", path, size,
-                 kSectorSize, size % kSectorSize);
+                 BlockDevice::kSectorSize, size % BlockDevice::kSectorSize);
   }
+  return OpenedImage{std::move(fd), size};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<BlockDevice>> BlockDevice::open(const BlockOptions& options,
+                                                       boost::asio::any_io_executor executor, IoHook before_io) {
+  if (options.id.size() > kIdBytes) {
+    return fail("drive {}: id '{}' is {} bytes; virtio-blk ids are at most {} bytes", options.path, options.id,
+                options.id.size(), kIdBytes);
+  }
+  OpenedImage image = TRY(open_image(options.path, options.read_only));
   std::string id = options.id;
-  if (id.empty()) id = std::filesystem::path(path).filename().string().substr(0, kIdBytes);
-  auto device = std::make_unique<BlockDevice>(Key{}, std::move(fd), path, options.read_only, size / kSectorSize,
-                                              std::move(id), std::move(executor), std::move(before_io));
+  if (id.empty()) id = std::filesystem::path(options.path).filename().string().substr(0, kIdBytes);
+  return start(std::make_unique<BlockDevice>(Key{}, std::move(image.fd), options.path, options.read_only,
+                                             image.size / kSectorSize, std::move(id), std::move(executor),
+                                             std::move(before_io)));
+}
+
+Result<std::unique_ptr<BlockDevice>> BlockDevice::open_empty(const BlockOptions& options,
+                                                             boost::asio::any_io_executor executor) {
+  if (options.id.size() > kIdBytes) {
+    return fail("drive {}: id '{}' is {} bytes; virtio-blk ids are at most {} bytes", options.id, options.id,
+                options.id.size(), kIdBytes);
+  }
+  return start(std::make_unique<BlockDevice>(Key{}, UniqueFd(), fmt::format("(empty drive {})", options.id),
+                                             options.read_only, 0, options.id, std::move(executor), IoHook{}));
+}
+
+Result<std::unique_ptr<BlockDevice>> BlockDevice::start(std::unique_ptr<BlockDevice> device) {
   try {
     device->worker_ = std::thread([raw = device.get()] { raw->run_worker(); });
   } catch (const std::system_error& error) {
-    return fail_host("drive {}: cannot start its I/O thread: {}", path, error.what());
+    return fail_host("drive {}: cannot start its I/O thread: {}", device->path_, error.what());
   }
   return device;
 }
 
-BlockDevice::BlockDevice(Key /*only open() has one*/, UniqueFd fd, std::string path, bool read_only,
+Result<void> BlockDevice::attach(const std::string& path) {
+  if (fd_.valid()) return fail_state("drive {} already has an image: only an empty drive gets one attached", path_);
+  OpenedImage image = TRY(open_image(path, read_only_));
+  if (image.size < kSectorSize) return fail("drive {} is smaller than one {}-byte sector", path, kSectorSize);
+  drain();  // nothing is on the worker (every request of an empty drive fails at once anyway)
+  Interrupt* interrupt = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    fd_ = std::move(image.fd);
+    path_ = path;
+    capacity_sectors_.store(image.size / kSectorSize);
+    interrupt = interrupt_;
+  }
+  // §5.2.2/§4.2.2: the capacity is device configuration; a change is announced with a configuration
+  // change notification (the transport bumps ConfigGeneration, Linux's virtio_blk re-reads the capacity).
+  // Not activated yet: the driver reads the capacity when it probes.
+  if (interrupt != nullptr) interrupt->signal_config_change();
+  return {};
+}
+
+BlockDevice::BlockDevice(Key /*only open() and open_empty() have one*/, UniqueFd fd, std::string path, bool read_only,
                          std::uint64_t capacity_sectors, std::string id, boost::asio::any_io_executor executor,
                          IoHook before_io)
     : fd_(std::move(fd)),
@@ -193,7 +241,7 @@ std::uint64_t BlockDevice::features() const {
 
 void BlockDevice::read_config(std::uint64_t offset, std::span<std::uint8_t> data) {
   virtio_blk_config config{};  // fields of features not offered read as 0
-  config.capacity = capacity_sectors_;
+  config.capacity = capacity_sectors_.load();
   config.seg_max = kSegMax;
   config.blk_size = static_cast<std::uint32_t>(kSectorSize);
   read_config_window(config, offset, data);
@@ -232,9 +280,9 @@ void BlockDevice::reset() {
 }
 
 Result<void> BlockDevice::restore(const State& state) const {
-  if (state.capacity_sectors != capacity_sectors_) {
+  if (state.capacity_sectors != capacity_sectors_.load()) {
     return fail("drive {}: the snapshot's guest knows it as {} sectors of {} bytes, the image now has {}", path_,
-                state.capacity_sectors, kSectorSize, capacity_sectors_);
+                state.capacity_sectors, kSectorSize, capacity_sectors_.load());
   }
   if (state.read_only != read_only_) {
     return fail("drive {}: the snapshot's guest has it {}, it is now opened {}", path_,
@@ -353,7 +401,7 @@ Result<BlockDevice::Request> BlockDevice::parse_locked(const DescriptorChain& ch
                                      header.sector, total_len(out_data))});
         return request;
       }
-      if (auto range = check_range(header.sector, total_len(in_data), capacity_sectors_); !range) {
+      if (auto range = check_range(header.sector, total_len(in_data), capacity_sectors_.load()); !range) {
         request.status = reject(range.error());
         return request;
       }
@@ -373,7 +421,7 @@ Result<BlockDevice::Request> BlockDevice::parse_locked(const DescriptorChain& ch
                                      header.sector, total_len(in_data))});
         return request;
       }
-      if (auto range = check_range(header.sector, total_len(out_data), capacity_sectors_); !range) {
+      if (auto range = check_range(header.sector, total_len(out_data), capacity_sectors_.load()); !range) {
         request.status = reject(range.error());
         return request;
       }

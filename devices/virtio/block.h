@@ -85,7 +85,16 @@ class BlockDevice final : public VirtioDevice {
   // X: ..."). `executor` runs the rest of a notification that used up its budget.
   static Result<std::unique_ptr<BlockDevice>> open(const BlockOptions& options, boost::asio::any_io_executor executor,
                                                    IoHook before_io = {});
-  // Only open() makes a Key: the device exists only with its worker thread started.
+  // A drive without an image: capacity 0, so the guest's driver probes it without reading a block
+  // (Linux checks every read against the capacity), and every request fails. attach() gives it one.
+  // A warm-start template is booted with such drives (runtime/warm_start.h).
+  static Result<std::unique_ptr<BlockDevice>> open_empty(const BlockOptions& options,
+                                                         boost::asio::any_io_executor executor);
+  // An empty drive only: opens `path` (in this drive's mode), takes its size and raises a
+  // configuration change notification so the driver reads the new capacity. Call on the event loop
+  // with the vCPUs paused or not yet started (nothing is in flight then).
+  [[nodiscard]] Result<void> attach(const std::string& path);
+  // Only open() and open_empty() make a Key: the device exists only with its worker thread started.
   class Key {
     Key() = default;
     friend class BlockDevice;
@@ -96,7 +105,7 @@ class BlockDevice final : public VirtioDevice {
   BlockDevice(const BlockDevice&) = delete;
   BlockDevice& operator=(const BlockDevice&) = delete;
 
-  [[nodiscard]] std::uint64_t capacity_sectors() const { return capacity_sectors_; }
+  [[nodiscard]] std::uint64_t capacity_sectors() const { return capacity_sectors_.load(); }
   [[nodiscard]] bool read_only() const { return read_only_; }
   [[nodiscard]] BlockStats stats() const;  // thread-safe
 
@@ -113,7 +122,7 @@ class BlockDevice final : public VirtioDevice {
 
     bool operator==(const State&) const = default;
   };
-  [[nodiscard]] State state() const { return State{capacity_sectors_, read_only_}; }
+  [[nodiscard]] State state() const { return State{capacity_sectors_.load(), read_only_}; }
   // Refuses an image of another size or mode than the snapshot's guest knows (it would read past
   // the end, or fail writes it thinks allowed).
   [[nodiscard]] Result<void> restore(const State& state) const;
@@ -155,6 +164,8 @@ class BlockDevice final : public VirtioDevice {
                                       std::uint64_t len);
   static std::uint64_t total_len(const std::vector<Piece>& pieces);
 
+  static Result<std::unique_ptr<BlockDevice>> start(std::unique_ptr<BlockDevice> device);
+
   // Event loop side.
   void pump_locked();  // takes chains from the queue, up to the budget and the in-flight bound
   [[nodiscard]] Result<Request> parse_locked(const DescriptorChain& chain);
@@ -181,10 +192,11 @@ class BlockDevice final : public VirtioDevice {
   [[nodiscard]] bool live_locked() const { return queue_ != nullptr && !failed_; }
   void stop(const Error& error);  // the driver broke the queue: device error until reset()
 
-  const UniqueFd fd_;
-  const std::string path_;
+  // Set once more by attach() (an empty drive, nothing in flight), else constant.
+  UniqueFd fd_;
+  std::string path_;
   const bool read_only_;
-  const std::uint64_t capacity_sectors_;
+  std::atomic<std::uint64_t> capacity_sectors_;
   const std::array<std::uint8_t, kIdBytes> id_;  // NUL-padded (§5.2.6)
   const IoHook before_io_;
   std::unique_ptr<std::byte[]> bounce_;  // the worker's; kBounceBytes

@@ -1025,4 +1025,59 @@ TEST_F(VirtioBlockTest, DestroyedWithADeferredPumpQueued) {
 }
 
 }  // namespace
+// ---- an empty drive and attach (a warm-start template's drives, runtime/warm_start.h) -------------
+
+TEST_F(VirtioBlockTest, EmptyDriveHasNoCapacityAndServesNoBlock) {
+  device_.reset();
+  auto empty = BlockDevice::open_empty({"", true, "rootfs"}, io_.get_executor());
+  ASSERT_TRUE(empty.has_value()) << empty.error().message;
+  device_ = std::move(*empty);
+  EXPECT_EQ(device_->capacity_sectors(), 0u);
+  EXPECT_NE(device_->features() & (1ULL << VIRTIO_BLK_F_RO), 0u);  // its mode is the run's, from the start
+  std::array<std::uint8_t, 8> capacity{};
+  device_->read_config(0, capacity);
+  EXPECT_EQ(capacity, (std::array<std::uint8_t, 8>{}));
+  activate();
+  const Sent read = send(VIRTIO_BLK_T_IN, 0, {{512, true}});
+  notify_and_expect_used(1);
+  EXPECT_EQ(status_of(read), VIRTIO_BLK_S_IOERR);
+  EXPECT_EQ(bytes_at(read.addrs[1], 512), repeat(kUnwritten, 512));
+}
+
+TEST_F(VirtioBlockTest, AttachGivesAnEmptyDriveItsImageAndAnnouncesTheNewCapacity) {
+  device_.reset();
+  auto empty = BlockDevice::open_empty({"", false, "rootfs"}, io_.get_executor());
+  ASSERT_TRUE(empty.has_value()) << empty.error().message;
+  device_ = std::move(*empty);
+  activate();
+  ASSERT_EQ(irq_.config, 0);
+  ASSERT_TRUE(device_->attach(image_.path()).has_value());
+  EXPECT_EQ(irq_.config, 1);  // a configuration change notification (virtio 1.2 §4.2.2)
+  EXPECT_EQ(device_->capacity_sectors(), kImageSectors);
+  std::array<std::uint8_t, 8> raw{};
+  device_->read_config(0, raw);  // §5.2.4: le64 capacity at offset 0
+  std::uint64_t capacity = 0;
+  std::memcpy(&capacity, raw.data(), sizeof(capacity));
+  EXPECT_EQ(capacity, kImageSectors);
+  const Sent read = send(VIRTIO_BLK_T_IN, 5, {{1024, true}});
+  notify_and_expect_used(1);
+  EXPECT_EQ(status_of(read), VIRTIO_BLK_S_OK);
+  EXPECT_EQ(bytes_at(read.addrs[1], 1024), slice_of(image_.contents(), 5 * kSector, 1024));
+  EXPECT_EQ(device_->state(), (BlockDevice::State{kImageSectors, false}));
+  // Only once, and only on an empty drive.
+  EXPECT_ERROR_CONTAINS(device_->attach(image_.path()), "already has an image");
+}
+
+TEST_F(VirtioBlockTest, AttachRefusesAMissingOrEmptyImageAndStaysEmpty) {
+  device_.reset();
+  auto empty = BlockDevice::open_empty({"", false, "rootfs"}, io_.get_executor());
+  ASSERT_TRUE(empty.has_value()) << empty.error().message;
+  device_ = std::move(*empty);
+  EXPECT_ERROR_CONTAINS(device_->attach("/nonexistent/image.ext4"), "/nonexistent/image.ext4");
+  const TempFile zero(std::span<const std::byte>{});
+  EXPECT_ERROR_CONTAINS(device_->attach(zero.path()), "smaller than one");
+  EXPECT_EQ(device_->capacity_sectors(), 0u);
+  EXPECT_TRUE(device_->attach(image_.path()).has_value());  // still attachable
+}
+
 }  // namespace microvm::devices::virtio
