@@ -35,7 +35,8 @@ VcpuState sample_vcpu(std::size_t xsave_size) {
   s.xcrs.nr_xcrs = 1;
   scribble(s.debug_regs, 6);
   scribble(s.lapic, 7);
-  s.msrs = {{kMsrIa32Tsc, 0, 12345}, {0xc0000080, 0, 0xd01}, {kMsrKvmFirst + 1, 0, 0x7ffff000}, {kMsrIa32TscDeadline, 0, 9}};
+  s.msrs = {
+      {kMsrIa32Tsc, 0, 12345}, {0xc0000080, 0, 0xd01}, {kMsrKvmFirst + 1, 0, 0x7ffff000}, {kMsrIa32TscDeadline, 0, 9}};
   scribble(s.events, 8);
   s.tsc_khz = 2'100'000;
   return s;
@@ -48,8 +49,8 @@ std::vector<std::byte> encoded(const VcpuState& state) {
 }
 
 TEST(VcpuState, KeepsTheArchitecturalAndParavirtualMsrs) {
-  for (std::uint32_t msr : {0x10u, 0x1bu, 0x174u, 0x277u, 0x2ffu, 0x6e0u, 0x808u, 0xc0000080u, 0xc0000102u,
-                            0x4b564d00u, 0x4b564d01u, 0x4b564d02u, 0x4b564d03u, 0x4b564d04u}) {
+  for (std::uint32_t msr : {0x10u, 0x1bu, 0x174u, 0x277u, 0x2ffu, 0x6e0u, 0x808u, 0xc0000080u, 0xc0000102u, 0x4b564d00u,
+                            0x4b564d01u, 0x4b564d02u, 0x4b564d03u, 0x4b564d04u}) {
     EXPECT_TRUE(msr_is_saved(msr)) << std::hex << msr;
   }
   for (std::uint32_t msr : {0x17bu /* IA32_MCG_CTL */, 0x11u /* old kvmclock */, 0x38fu /* perf global ctrl */,
@@ -159,4 +160,24 @@ TEST(VmState, RoundTripAndChipIdsChecked) {
 }
 
 }  // namespace
+TEST(VcpuState, TrGoesBackAvailableOnAmdOnlyAndNothingElseChanges) {
+  kvm_sregs saved{};
+  saved.tr.type = 11;  // busy, as KVM reports it
+  saved.tr.base = 0xfffffe0000003000ULL;
+  saved.tr.limit = 0x4087;
+  saved.cr3 = 0x1234000;
+  snapshot::CpuModel amd;
+  std::memcpy(amd.vendor.data(), "AuthenticAMD", 12);
+  snapshot::CpuModel intel;
+  std::memcpy(intel.vendor.data(), "GenuineIntel", 12);
+  const kvm_sregs on_amd = restorable_sregs(saved, amd);
+  EXPECT_EQ(on_amd.tr.type, 9);
+  EXPECT_EQ(on_amd.tr.base, saved.tr.base);
+  EXPECT_EQ(on_amd.tr.limit, saved.tr.limit);
+  EXPECT_EQ(on_amd.cr3, saved.cr3);
+  EXPECT_EQ(restorable_sregs(saved, intel).tr.type, 11);
+  saved.tr.type = 3;  // anything but a busy TSS stays as it is
+  EXPECT_EQ(restorable_sregs(saved, amd).tr.type, 3);
+}
+
 }  // namespace microvm::vmm

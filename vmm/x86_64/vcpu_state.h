@@ -20,6 +20,7 @@
 
 #include "base/result.h"
 #include "vmm/snapshot/codec.h"
+#include "vmm/snapshot/x86_64/cpu_model.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -71,6 +72,9 @@ struct VmState {
 [[nodiscard]] Result<VcpuState> save_vcpu(const Vcpu& vcpu, std::span<const std::uint32_t> msrs,
                                           std::size_t xsave_size);
 [[nodiscard]] Result<void> restore_vcpu(const Vcpu& vcpu, const VcpuState& state);
+// The sregs restore_vcpu gives KVM_SET_SREGS for saved `sregs` on `host`: TR's busy type becomes
+// available on AMD (vcpu_state.cpp says why), everything else as saved.
+[[nodiscard]] kvm_sregs restorable_sregs(kvm_sregs sregs, const snapshot::CpuModel& host);
 [[nodiscard]] Result<VmState> save_vm(const Vm& vm);
 [[nodiscard]] Result<void> restore_vm(const Vm& vm, const VmState& state);
 
