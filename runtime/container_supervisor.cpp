@@ -1,6 +1,7 @@
 #include "runtime/container_supervisor.h"
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
 
 #include "guest/protocol/status_port.h"
 
@@ -13,7 +14,7 @@ constexpr std::uint32_t kExitStatusMask = 0xff;  // an exit status is 0..255 (st
 }  // namespace
 
 ContainerSupervisor::ContainerSupervisor(boost::asio::io_context& io, vmm::Machine& machine, bool quiet)
-    : machine_(machine), quiet_(quiet), deadline_(io) {
+    : io_(io), machine_(machine), quiet_(quiet), deadline_(io) {
   machine_.set_status_listener([this](devices::StatusPort::Event event, std::uint32_t payload,
                                       vmm::BootMarkers::TimePoint when) { on_status(event, payload, when); });
   machine_.set_signal_handler([this](int signal) { request_stop(signal); });
@@ -22,6 +23,7 @@ ContainerSupervisor::ContainerSupervisor(boost::asio::io_context& io, vmm::Machi
 void ContainerSupervisor::on_status(devices::StatusPort::Event event, std::uint32_t payload,
                                     vmm::BootMarkers::TimePoint when) {
   bool workload_done = false;
+  bool spec_wanted = false;
   {
     std::lock_guard lock(mutex_);
     switch (event) {
@@ -39,6 +41,12 @@ void ContainerSupervisor::on_status(devices::StatusPort::Event event, std::uint3
           spdlog::debug("the workload exited with status {}", *exit_code_);
         }
         break;
+      case devices::StatusPort::Event::kSpecWanted:
+        if (!markers_.spec_wanted) {
+          markers_.spec_wanted = when;
+          spec_wanted = true;
+        }
+        break;
     }
   }
   // The init has drained the workload's output and synced the filesystems before it reports
@@ -47,6 +55,7 @@ void ContainerSupervisor::on_status(devices::StatusPort::Event event, std::uint3
   // from now on ("reboot: Power down" shows even with loglevel=1) is not the workload's output.
   // (Under QEMU 7.2's TCG this early end went with lock-ups of the nested sandbox's kernel; under
   // QEMU 10, which tools/setup installs, it did not.)
+  if (spec_wanted && spec_wanted_) boost::asio::post(io_, spec_wanted_);
   if (workload_done) {
     if (quiet_) machine_.console().mute();
     machine_.stop(vmm::StopReason::kPowerOff, "the workload exited");

@@ -11,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 
@@ -31,6 +32,10 @@ class ContainerSupervisor {
   ContainerSupervisor(const ContainerSupervisor&) = delete;
   ContainerSupervisor& operator=(const ContainerSupervisor&) = delete;
 
+  // A template boot's init waits for its spec (status port kSpecWanted): `handler` runs once, on the
+  // event loop (runtime/warm_start.h saves the template there, then hands the init its run).
+  void on_spec_wanted(std::function<void()> handler) { spec_wanted_ = std::move(handler); }
+
   // Asks the init to stop the workload; `signal` (0: the API asked) ends the VM at once if it is the
   // second signal. The VM is stopped when the guest does not finish within its grace plus kStopMargin.
   void request_stop(int signal);
@@ -43,8 +48,10 @@ class ContainerSupervisor {
  private:
   void on_status(devices::StatusPort::Event event, std::uint32_t payload, vmm::BootMarkers::TimePoint when);
 
+  boost::asio::io_context& io_;
   vmm::Machine& machine_;
   const bool quiet_;
+  std::function<void()> spec_wanted_;  // set before machine.start(), then only read
   boost::asio::steady_timer deadline_;
   int pending_signal_ = 0;  // the loop's only
   bool stop_requested_ = false;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -12,6 +13,7 @@
 
 #include "base/error.h"
 #include "boot/layout.h"
+#include "guest/protocol/spec.h"
 #include "vmm/vm_builder.h"
 
 namespace microvm::vmm {
@@ -206,6 +208,53 @@ void Machine::resume() {
 
 bool Machine::paused() const {
   return vcpus_->pause_requested();
+}
+
+Result<void> Machine::begin_run(const VmResources& run) {
+  if (!resources_.warm_template) return fail_state("this VM is not a warm-start template: it has its container");
+  if (loop_ && !paused()) return fail_state("a template gets its run only while it is paused");
+  if (!run.container_mode() || run.warm_template) return fail("a warm start needs a container (-- CMD) to run");
+  const VmResources& t = resources_;
+  if (run.machine_config != t.machine_config || run.boot_source.kernel_image_path != t.boot_source.kernel_image_path ||
+      run.console != t.console) {
+    return fail("the template has another machine, kernel or console than this run");
+  }
+  const std::vector<DriveConfig> template_drives = t.drives_in_guest_order();
+  const std::vector<DriveConfig> run_drives = run.drives_in_guest_order();
+  if (run_drives.size() != template_drives.size() || run_drives.size() != drives_.size()) {
+    return fail("the template has {} drive(s), this run {}", template_drives.size(), run_drives.size());
+  }
+  for (std::size_t i = 0; i < run_drives.size(); ++i) {
+    const DriveConfig& a = template_drives[i];
+    const DriveConfig& b = run_drives[i];
+    if (a.drive_id != b.drive_id || a.is_root_device != b.is_root_device || a.is_read_only != b.is_read_only) {
+      return fail("drive {} of this run ({}) is not the template's ({})", i, b.drive_id, a.drive_id);
+    }
+  }
+  if (run.network_interfaces.size() != t.network_interfaces.size()) {
+    return fail("the template has {} network interface(s), this run {}", t.network_interfaces.size(),
+                run.network_interfaces.size());
+  }
+  for (std::size_t i = 0; i < run.network_interfaces.size(); ++i) {
+    const NetworkInterfaceConfig& a = t.network_interfaces[i];
+    const NetworkInterfaceConfig& b = run.network_interfaces[i];
+    if (a.iface_id != b.iface_id || a.guest_mac != b.guest_mac || a.host_dev_name != b.host_dev_name) {
+      return fail("network interface {} of this run ({}) is not the template's ({})", i, b.iface_id, a.iface_id);
+    }
+  }
+  guest::Spec spec = TRY(run.container_spec());
+  // The template's clock stopped when it was saved: the init sets the host's (guest/protocol/spec.h).
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  spec.realtime_ns =
+      static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ULL + static_cast<std::uint64_t>(now.tv_nsec);
+  // The images before the spec: the init waits for the root drive's capacity once it has the spec.
+  for (std::size_t i = 0; i < drives_.size(); ++i) {
+    TRY_VOID(drives_[i]->attach(run_drives[i].path_on_host));
+  }
+  status_port_.set_spec(guest::spec_to_json(spec));
+  resources_ = run;
+  return {};
 }
 
 MachineMetrics Machine::metrics() const {

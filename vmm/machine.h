@@ -58,6 +58,7 @@ struct BootMarkers {
   std::optional<TimePoint> vm_ready;          // KVM VM, irqchip, memory slots, devices and vCPUs set up
   std::optional<TimePoint> vcpus_started;     // the vCPU threads were started (first KVM_RUN follows)
   std::optional<TimePoint> init_started;      // microvm-init reported in
+  std::optional<TimePoint> spec_wanted;       // a template boot's init asked for its spec
   std::optional<TimePoint> workload_started;  // it forked the workload
   std::optional<TimePoint> workload_exited;   // the workload ended
 };
@@ -90,6 +91,14 @@ struct MachineMetrics {
   unsigned guest_sample_hz = 0;            // 0: the guest was not sampled
   std::vector<GuestSample> guest_samples;  // by time
   std::uint64_t guest_samples_dropped = 0;
+  // Container mode from the command line (runtime/warm_start.h; filled in by the machine's owner):
+  // whether this run was restored from a template, and whether it saved one.
+  struct WarmStart {
+    bool warm = false;
+    bool template_saved = false;
+    std::string template_key;
+  };
+  std::optional<WarmStart> warm_start;
 };
 
 // Where a snapshot lives: the state file (everything but guest RAM: vmm/snapshot/state_file.h) and
@@ -166,6 +175,13 @@ class Machine {
   // drains its in-flight requests first (so the images hold everything the guest was told is
   // written). Runs on the event loop; takes as long as writing guest RAM does.
   [[nodiscard]] Result<void> save_snapshot(const SnapshotFiles& files);
+  // A warm-start template (resources().warm_template) becomes this run's container (runtime/
+  // warm_start.h): `run` must have the template's machine, kernel and device set (drives by id,
+  // position and mode; network interfaces by id and MAC; the console); each empty drive gets its
+  // image from `run` (a virtio configuration change tells the guest), and the status port gets
+  // `run`'s spec with the host's wall clock for the init, which has been polling for it. Call on
+  // the event loop with the vCPUs paused or not yet started; from then on resources() is `run`.
+  [[nodiscard]] Result<void> begin_run(const VmResources& run);
   // Container mode: raises the status port's stop request, which microvm-init polls.
   void request_guest_stop() { status_port_.request_stop(); }
 
@@ -182,7 +198,7 @@ class Machine {
   std::size_t deliver_input(std::span<const std::uint8_t> bytes);
   void on_status(devices::StatusPort::Event event, std::uint32_t payload, BootMarkers::TimePoint when);
 
-  const VmResources resources_;
+  VmResources resources_;  // replaced once by begin_run (on the event loop, vCPUs paused)
   const MachineEnvironment env_;
   boost::asio::io_context& io_;  // the event loop: console input, signals, virtio notifications and backends
   Kvm kvm_;

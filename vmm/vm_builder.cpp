@@ -44,8 +44,12 @@ static_assert(boot::kAcpiSleepTypeS5 == devices::AcpiPm::kSleepTypeS5);
 // node the init needs before it mounts anything (the kernel opens /dev/console for PID 1).
 Result<std::vector<std::byte>> build_container_initramfs(const std::string& init_path, const VmResources& resources) {
   const Mapping init = TRY_CONTEXT(fmt::format("container init {}", init_path), Mapping::file_read_only(init_path));
-  const std::string spec_json = guest::spec_to_json(TRY(resources.container_spec()));
+  // A warm-start template's init gets its spec from the host at run time (guest/protocol/spec.h).
+  const std::string spec_json =
+      resources.warm_template ? std::string() : guest::spec_to_json(TRY(resources.container_spec()));
   const auto* spec = reinterpret_cast<const std::byte*>(spec_json.data());
+  const std::string spec_name(resources.warm_template ? guest::kSpecFromHostPath.substr(1)
+                                                      : guest::kSpecPath.substr(1));
   const std::vector<boot::CpioEntry> entries{
       {"dev", S_IFDIR | 0755, {}, 0, 0},
       {"dev/console", S_IFCHR | 0600, {}, kConsoleMajor, kConsoleMinor},
@@ -53,7 +57,7 @@ Result<std::vector<std::byte>> build_container_initramfs(const std::string& init
       {"sys", S_IFDIR | 0555, {}, 0, 0},
       {"mnt", S_IFDIR | 0755, {}, 0, 0},
       {"microvm", S_IFDIR | 0755, {}, 0, 0},
-      {"microvm/spec.json", S_IFREG | 0644, std::vector<std::byte>(spec, spec + spec_json.size()), 0, 0},
+      {spec_name, S_IFREG | 0644, std::vector<std::byte>(spec, spec + spec_json.size()), 0, 0},
       {"init", S_IFREG | 0755, std::vector<std::byte>(init.bytes().begin(), init.bytes().end()), 0, 0},
   };
   return boot::build_cpio(entries);
@@ -137,8 +141,10 @@ Result<VmBuilder::HostResources> VmBuilder::open_host(const VmResources& resourc
   }
   HostResources host;
   for (const DriveConfig& drive : resources.drives_in_guest_order()) {
-    host.drives.push_back(TRY(devices::virtio::BlockDevice::open(
-        {drive.path_on_host, drive.is_read_only, drive.drive_id}, io.get_executor())));
+    const devices::virtio::BlockOptions options{drive.path_on_host, drive.is_read_only, drive.drive_id};
+    host.drives.push_back(resources.warm_template
+                              ? TRY(devices::virtio::BlockDevice::open_empty(options, io.get_executor()))
+                              : TRY(devices::virtio::BlockDevice::open(options, io.get_executor())));
   }
   for (const NetworkInterfaceConfig& net : resources.network_interfaces) {
     host.taps.push_back(TRY_CONTEXT(fmt::format("network interface {}", net.host_dev_name),

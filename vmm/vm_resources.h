@@ -124,6 +124,10 @@ struct VmResources {
   std::vector<NetworkInterfaceConfig> network_interfaces;
   std::optional<ContainerSpec> container;
   ConsoleKind console = ConsoleKind::kSerial;
+  // Container mode, booted as a warm-start template (runtime/warm_start.h): the initramfs has no
+  // spec (microvm-init asks the status port for one) and every drive starts empty (capacity 0,
+  // BlockDevice::open_empty) until Machine::begin_run attaches this run's images.
+  bool warm_template = false;
 
   bool operator==(const VmResources&) const = default;
 

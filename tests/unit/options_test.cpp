@@ -109,6 +109,17 @@ TEST(CommandLine, Defaults) {
   EXPECT_FALSE(o.vm.container_mode());
 }
 
+TEST(CommandLine, ContainerRunsAreWarmUnlessColdOrDrivenOtherwise) {
+  EXPECT_TRUE(parse_start({"start", "--", "true"}).warm);
+  EXPECT_FALSE(parse_start({"start", "--cold", "--", "true"}).warm);
+  EXPECT_FALSE(parse_start({"start", "--kernel", "vmlinux"}).warm);  // not container mode
+  // The API's container mode, a config file and --write-initramfs boot as before.
+  EXPECT_FALSE(parse_start({"start", "--api-sock", "/tmp/s", "--", "true"}).warm);
+  EXPECT_FALSE(parse_start({"start", "--config-file", "c.json", "--", "true"}).warm);
+  EXPECT_FALSE(parse_start({"start", "--write-initramfs", "i.cpio", "--", "true"}).warm);
+  EXPECT_ERROR_CONTAINS(parse({"start", "--kernel", "vmlinux", "--cold"}), "--cold needs a container command");
+}
+
 TEST(CommandLine, AllOptions) {
   const StartOptions o = parse_start({"start", "--kernel", "/boot/bzImage", "--initrd", "/tmp/initrd.cpio.gz",
                                       "--cmdline", "console=ttyS0 quiet", "--cpus", "4", "--memory", "1G", "-v"});

@@ -35,6 +35,7 @@ vmm::VmResources sample_resources() {
   r.container->files = {{"/etc/hosts", "127.0.0.1 box\n", 0644}, {"/run/.containerenv", "", 0600}};
   r.container->read_only_root = true;
   r.console = vmm::ConsoleKind::kVirtio;
+  r.warm_template = true;
   return r;
 }
 
@@ -125,8 +126,12 @@ TEST(SnapshotMachineState, ResourcesOutOfRangeAreRefused) {
   r.drives[1].drive_id = "rootfs";  // the same id twice
   EXPECT_ERROR_CONTAINS(decoded(encoded(r), decode_resources), "same id");
   std::vector<std::byte> bytes = encoded(sample_resources());
-  bytes.back() = std::byte{2};  // the console kind
+  bytes[bytes.size() - 2] = std::byte{2};  // the console kind (warm_template follows it)
   EXPECT_ERROR_CONTAINS(decoded(bytes, decode_resources), "console kind 2");
+  r = sample_resources();
+  r.container.reset();
+  r.warm_template = true;  // a template is always container mode
+  EXPECT_ERROR_CONTAINS(decoded(encoded(r), decode_resources), "warm-start template without container mode");
 }
 
 TEST(SnapshotMachineState, MemoryRegionsRoundTripAndEmptyOrWrappingOnesAreRefused) {

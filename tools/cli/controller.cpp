@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include "base/error.h"
+#include "runtime/oci/rootfs_image.h"
+#include "runtime/warm_start.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -29,6 +31,17 @@ std::string default_asset(std::string_view name) {
     dir = std::string(home != nullptr ? home : "/root") + "/.cache/microvm";
   }
   return fmt::format("{}/default/{}", dir, name);
+}
+
+// The microvm binary running now (part of the warm-start template key).
+std::string self_binary() {
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("/proc/self/exe") : self.string();
+}
+
+runtime::TemplateCache template_cache() {
+  return runtime::TemplateCache((oci::cache_dir() / "templates").string());
 }
 
 double ms_since(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
@@ -119,6 +132,7 @@ Result<void> VmmController::start() {
         "command with the default kernel)");
   }
   const vmm::VmResources resources = TRY(vmm::with_defaults(options_.vm, host_defaults()));
+  if (resources.container_mode() && options_.warm) return start_warm(resources);
   machine_ = TRY(vmm::Machine::create(resources, machine_environment(options_), io_));
   options_.vm = resources;
   if (resources.container_mode()) {
@@ -128,15 +142,100 @@ Result<void> VmmController::start() {
   return {};
 }
 
+Result<void> VmmController::start_warm(const vmm::VmResources& resources) {
+  const runtime::TemplateInputs inputs =
+      TRY(runtime::template_inputs(resources, self_binary(), init_binary(), options_.verbose));
+  const std::string key = runtime::template_key(inputs);
+  template_inputs_ = runtime::describe_inputs(inputs);
+  warm_start_ = vmm::MachineMetrics::WarmStart{false, false, key};
+  const runtime::TemplateCache cache = template_cache();
+  bool replace_usable = false;
+  {
+    // Shared while the template's files are read and its memory mapped: it is not replaced meanwhile.
+    auto lock = cache.lock_shared(key);
+    if (!lock) {
+      fmt::print(stderr, "microvm: warning: no warm start: {}\n", lock.error().message);
+    } else if (const runtime::TemplateCache::Found found = cache.find(key);
+               found.state == runtime::TemplateCache::Found::State::kReady) {
+      std::vector<vmm::NetworkOverride> overrides;
+      for (const vmm::NetworkInterfaceConfig& net : resources.network_interfaces) {
+        overrides.push_back({net.iface_id, net.host_dev_name});
+      }
+      auto restored = vmm::Machine::restore({found.files, overrides}, machine_environment(options_), io_);
+      if (restored) {
+        machine_ = std::move(*restored);
+        return run_restored(resources);
+      }
+      fmt::print(stderr, "microvm: warning: the warm-start template {} does not restore ({}); making it again\n",
+                 cache.template_dir(key), restored.error().message);
+      replace_usable = true;
+    } else if (found.state == runtime::TemplateCache::Found::State::kBroken) {
+      fmt::print(stderr, "microvm: warning: the warm-start template {} is broken ({}); making it again\n",
+                 cache.template_dir(key), found.reason);
+    }
+  }
+  // No template (or a broken one): boot one, which this run then continues as its own.
+  machine_ = TRY(vmm::Machine::create(inputs.resources, machine_environment(options_), io_));
+  options_.vm = resources;
+  supervisor_ = std::make_unique<runtime::ContainerSupervisor>(io_, *machine_, !options_.verbose);
+  supervisor_->on_spec_wanted([this, resources, replace_usable] { save_template_and_run(resources, replace_usable); });
+  machine_->start();
+  return {};
+}
+
+Result<void> VmmController::run_restored(const vmm::VmResources& resources) {
+  TRY_VOID(machine_->begin_run(resources));
+  options_.vm = resources;
+  supervisor_ = std::make_unique<runtime::ContainerSupervisor>(io_, *machine_, !options_.verbose);
+  machine_->start();
+  machine_->resume();
+  warm_start_->warm = true;
+  spdlog::debug("warm start from template {}", warm_start_->template_key);
+  return {};
+}
+
+void VmmController::save_template_and_run(const vmm::VmResources& resources, bool replace_usable) {
+  if (auto paused = machine_->pause(); !paused) {
+    machine_->stop(vmm::StopReason::kError, paused.error().context("pausing the template").message);
+    return;
+  }
+  const auto started = std::chrono::steady_clock::now();
+  const runtime::TemplateCache cache = template_cache();
+  const std::string& key = warm_start_->template_key;
+  const auto save = [&]() -> Result<bool> {
+    const runtime::TemplateCache::Staging staging = TRY(cache.stage(key));
+    if (auto saved = machine_->save_snapshot(staging.files); !saved) {
+      cache.discard(staging);
+      return std::unexpected(saved.error());
+    }
+    return cache.publish(staging, key, template_inputs_, replace_usable);
+  };
+  if (const Result<bool> published = save(); !published) {
+    fmt::print(stderr, "microvm: warning: the warm-start template was not saved: {}\n", published.error().message);
+  } else if (*published) {
+    warm_start_->template_saved = true;
+    fmt::print(stderr,
+               "microvm: saved the warm-start template {} ({:.0f} ms); later runs like this one start from it\n",
+               cache.template_dir(key), ms_since(started, std::chrono::steady_clock::now()));
+  }
+  if (auto run = machine_->begin_run(resources); !run) {
+    machine_->stop(vmm::StopReason::kError, run.error().context("starting the container in the template").message);
+    return;
+  }
+  machine_->resume();
+}
+
 vmm::MachineMetrics VmmController::machine_metrics() const {
   vmm::MachineMetrics m = machine_->metrics();
   if (supervisor_) {
     const vmm::BootMarkers guest = supervisor_->markers();
     m.markers.init_started = guest.init_started;
+    m.markers.spec_wanted = guest.spec_wanted;
     m.markers.workload_started = guest.workload_started;
     m.markers.workload_exited = guest.workload_exited;
     m.workload_exit_code = supervisor_->exit_code();
   }
+  m.warm_start = warm_start_;
   return m;
 }
 
@@ -264,6 +363,7 @@ nlohmann::json metrics_json(const vmm::MachineMetrics& m, std::chrono::steady_cl
   mark("vm_ready_ms", m.markers.vm_ready);
   mark("vcpus_started_ms", m.markers.vcpus_started);
   mark("init_started_ms", m.markers.init_started);
+  mark("spec_wanted_ms", m.markers.spec_wanted);
   mark("workload_started_ms", m.markers.workload_started);
   mark("workload_exited_ms", m.markers.workload_exited);
   // Where "ms since microvm started" begins on CLOCK_MONOTONIC (std::chrono::steady_clock on Linux),
@@ -282,6 +382,11 @@ nlohmann::json metrics_json(const vmm::MachineMetrics& m, std::chrono::steady_cl
       samples.push_back(nlohmann::json::array({ms_since(process_start, sample.when), sample.vcpu, sample.pc}));
     }
     out["guest_samples"] = {{"hz", m.guest_sample_hz}, {"dropped", m.guest_samples_dropped}, {"samples", samples}};
+  }
+  if (m.warm_start) {
+    out["warm_start"] = {{"warm", m.warm_start->warm},
+                         {"template_saved", m.warm_start->template_saved},
+                         {"template_key", m.warm_start->template_key}};
   }
   return out;
 }

@@ -7,6 +7,8 @@
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "api/controller.h"
 #include "runtime/container_supervisor.h"
@@ -75,11 +77,19 @@ class VmmController final : public api::Controller {
   [[nodiscard]] Result<void> before_start(std::string_view what);
   [[nodiscard]] std::string state() const;
   [[nodiscard]] vmm::MachineMetrics machine_metrics() const;
+  // Container mode, warm (runtime/warm_start.h): restores the template of `resources`' key, or boots
+  // one and saves it when the init asks for its spec; either way this run then gets `resources`.
+  [[nodiscard]] Result<void> start_warm(const vmm::VmResources& resources);
+  [[nodiscard]] Result<void> run_restored(const vmm::VmResources& resources);
+  // On the event loop, when the template's init waits for its spec: pause, save, publish, go on.
+  void save_template_and_run(const vmm::VmResources& resources, bool replace_usable);
 
   boost::asio::io_context& io_;
   StartOptions options_;
   std::chrono::steady_clock::time_point process_start_;
   bool configured_ = false;  // a put_* was accepted, or the command line configured a VM
+  std::optional<vmm::MachineMetrics::WarmStart> warm_start_;  // a warm-start run: what it did
+  std::string template_inputs_;                               // and what its key was made of
   // Container mode. Declared before machine_ so that it outlives it: the machine's vCPU threads call
   // into it until the machine is destroyed (which joins them).
   std::unique_ptr<runtime::ContainerSupervisor> supervisor_;

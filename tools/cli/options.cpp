@@ -153,6 +153,10 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
   start_cmd->add_option("--restore", start.restore,
                         "Resume the VM saved by 'microvm snapshot --out DIR' from DIR (its configuration is the "
                         "snapshot's: no kernel, drives or command here)");
+  bool cold = false;
+  start_cmd->add_flag("--cold", cold,
+                      "Container mode: boot the kernel from scratch, without the warm-start template (neither "
+                      "restore one nor make one)");
   start_cmd->add_option("--env,-e", env, "Container mode: set K=V for the workload (repeatable)")
       ->allow_extra_args(false);
   start_cmd->add_option("--workdir,-w", workdir, "Container mode: the workload's working directory")->default_str("/");
@@ -276,6 +280,11 @@ Result<ParsedCommand> parse_command_line(const std::vector<std::string>& args) {
     if (given("--user")) spec.user = user;
     if (given("--hostname")) spec.hostname = hostname;
     vm.container = std::move(spec);
+    // Warm start (runtime/warm_start.h) for a command the command line runs; the API's container
+    // mode, a config file and --write-initramfs boot as they always did.
+    start.warm = !cold && start.api_sock.empty() && start.config_file.empty() && start.write_initramfs.empty();
+  } else if (cold) {
+    return fail("--cold needs a container command: microvm start --cold -- CMD");
   } else if (!start.write_initramfs.empty()) {
     return fail("--write-initramfs needs a container command: microvm start --write-initramfs FILE -- CMD");
   } else if (kernel.empty() && start.api_sock.empty() && start.config_file.empty()) {

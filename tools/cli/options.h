@@ -23,8 +23,11 @@ struct StartOptions {
   std::string write_initramfs;   // --write-initramfs: container mode, write the init's initramfs and exit
   std::string restore;           // --restore DIR: the VM of `microvm snapshot --out DIR`, resumed (no boot)
   unsigned guest_sample_hz = 0;  // --sample-guest HZ: the guest profile in the metrics (0: off)
-  int console_input = 0;         // fd the guest's console input comes from; -1 for none
-  int console_output = 1;        // fd the guest's console output goes to
+  // Container mode from the command line, unless --cold: restore the warm-start template of this
+  // configuration, or make it (runtime/warm_start.h).
+  bool warm = false;
+  int console_input = 0;   // fd the guest's console input comes from; -1 for none
+  int console_output = 1;  // fd the guest's console output goes to
 };
 
 struct HelpRequested {

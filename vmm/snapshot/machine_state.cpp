@@ -235,6 +235,7 @@ void encode(Encoder& out, const vmm::VmResources& r) {
     out.boolean(r.container->read_only_root);
   }
   out.u8(r.console == vmm::ConsoleKind::kVirtio ? 1 : 0);
+  out.boolean(r.warm_template);  // since version 2
 }
 
 Result<vmm::VmResources> decode_resources(Decoder& in) {
@@ -299,6 +300,8 @@ Result<vmm::VmResources> decode_resources(Decoder& in) {
   const std::uint8_t console = TRY(in.u8());
   if (console > 1) return fail("{}: console kind {} is neither serial (0) nor virtio (1)", in.what(), console);
   r.console = console == 1 ? vmm::ConsoleKind::kVirtio : vmm::ConsoleKind::kSerial;
+  r.warm_template = TRY(in.boolean());
+  if (r.warm_template && !r.container) return fail("{}: a warm-start template without container mode", in.what());
   return r;
 }
 

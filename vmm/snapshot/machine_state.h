@@ -26,7 +26,7 @@
 namespace microvm::snapshot {
 
 // Section versions (state_file.h SectionId): bump one when its encoding changes.
-inline constexpr std::uint32_t kResourcesVersion = 1;
+inline constexpr std::uint32_t kResourcesVersion = 2;  // 2: VmResources::warm_template
 inline constexpr std::uint32_t kMemoryVersion = 1;
 inline constexpr std::uint32_t kVmVersion = 1;
 inline constexpr std::uint32_t kVcpusVersion = 1;
