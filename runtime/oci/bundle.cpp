@@ -207,6 +207,32 @@ Result<void> parse_mount(const json& mount, std::size_t index, Bundle& bundle) {
                      "only the guest's own proc, sysfs, /dev, devpts, shm, mqueue, cgroup and /run mounts are, so far");
 }
 
+Result<void> parse_hooks(const json& list, std::string_view kind, Bundle& bundle) {
+  const std::string field = fmt::format("hooks.{}", kind);
+  if (!list.is_array()) return invalid(field, "must be an array of hooks");
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const json& entry = list[i];
+    const std::string name = fmt::format("{}[{}]", field, i);
+    if (!entry.is_object() || member(entry, "path") == nullptr) return invalid(name, "must be an object with a path");
+    Hook hook;
+    hook.kind = std::string(kind);
+    hook.path = TRY(string_field(entry["path"], name + ".path"));
+    if (!hook.path.starts_with('/')) return invalid(name + ".path", "must be an absolute path");
+    if (const json* args = member(entry, "args")) hook.args = TRY(strings_field(*args, name + ".args"));
+    if (hook.args.empty()) hook.args.push_back(hook.path);  // runtime-spec: args has execv's semantics
+    if (const json* env = member(entry, "env")) hook.env = TRY(strings_field(*env, name + ".env"));
+    if (const json* timeout = member(entry, "timeout")) {
+      if (!timeout->is_number_integer() || timeout->get<std::int64_t>() <= 0 ||
+          timeout->get<std::int64_t>() > kMaxHookTimeoutSeconds) {
+        return invalid(name + ".timeout", fmt::format("must be a number of seconds 1..{}", kMaxHookTimeoutSeconds));
+      }
+      hook.timeout_seconds = static_cast<int>(timeout->get<std::int64_t>());
+    }
+    bundle.create_hooks.push_back(std::move(hook));
+  }
+  return {};
+}
+
 // "0-3,5,7-8" -> 6.
 Result<unsigned> count_cpus(std::string_view text) {
   unsigned count = 0;
@@ -403,7 +429,13 @@ Result<Bundle> parse_bundle_config(std::string_view text, const std::filesystem:
   if (const json* hooks = member(config, "hooks")) {
     if (!hooks->is_object()) return invalid("hooks", "must be an object");
     for (const auto& [kind, list] : hooks->items()) {
-      if (!list.is_null() && !list.empty()) return unsupported(fmt::format("hooks.{}", kind), "hooks are not run yet");
+      if (list.is_null() || list.empty()) continue;
+      if (kind != "prestart" && kind != "createRuntime") {
+        return unsupported(fmt::format("hooks.{}", kind), "only prestart and createRuntime hooks are run, so far");
+      }
+    }
+    for (const char* kind : {"prestart", "createRuntime"}) {
+      if (const json* list = member(*hooks, kind)) TRY_VOID(parse_hooks(*list, kind, bundle));
     }
   }
   if (const json* mounts = member(config, "mounts")) {

@@ -41,7 +41,12 @@
 //   linux.devices                   refused when not empty
 //   linux.seccomp, maskedPaths, readonlyPaths, mountLabel, rootfsPropagation, personality,
 //   intelRdt:                       moot (host-kernel confinement, see above)
-//   hooks                           refused when any is given
+//   hooks.prestart, createRuntime   run on the host by `create`, in that order, once the VMM exists
+//                                   (runtime-spec config.md: the state JSON on stdin; a hook that
+//                                   fails or outlives its timeout fails create). Docker puts its
+//                                   libnetwork-setkey in prestart of every container.
+//   hooks (the others)              refused: createContainer and startContainer would run inside
+//                                   the container (the guest), poststart/poststop not yet
 // Unknown properties are ignored, as config.md requires of a runtime. A warning is one line for
 // the caller's stderr: what the container asked for and will not get, where refusing would turn
 // away every container an engine makes (podman sets rlimits and a pids limit on each).
@@ -67,6 +72,19 @@ inline constexpr std::string_view kVcpusAnnotation = "microvm.vcpus";
 inline constexpr std::string_view kMemoryAnnotation = "microvm.memory_mib";
 // A bind-mounted engine file larger than this is refused (they are a few hundred bytes).
 inline constexpr std::size_t kMaxCopiedFileBytes = 64 * 1024;
+// The longest hook timeout config.json may ask for (a day).
+inline constexpr int kMaxHookTimeoutSeconds = 24 * 60 * 60;
+
+// One runtime-spec hook: run on the host with the container's state JSON on stdin.
+struct Hook {
+  std::string kind;  // "prestart" or "createRuntime"
+  std::string path;  // absolute
+  std::vector<std::string> args;
+  std::vector<std::string> env;
+  int timeout_seconds = 0;  // 0: none
+
+  bool operator==(const Hook&) const = default;
+};
 
 struct Bundle {
   std::filesystem::path dir;     // absolute
@@ -75,6 +93,7 @@ struct Bundle {
   int oom_score_adj = 0;
   bool has_oom_score_adj = false;
   std::vector<std::string> warnings;  // "config.json: FIELD ...", one line each
+  std::vector<Hook> create_hooks;     // hooks.prestart, then hooks.createRuntime
   // Container mode: container, machine_config and (microvm.kernel) boot_source; no root drive yet
   // (the rootfs image is made from `rootfs` at create).
   vmm::VmResources resources;

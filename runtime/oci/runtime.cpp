@@ -32,6 +32,7 @@ constexpr char kStartByte = '0';  // what start writes into exec.fifo (runc writ
 constexpr char kReadyByte = 'r';
 constexpr auto kPollStep = std::chrono::milliseconds(20);
 constexpr int kExitSignalBase = 128;
+constexpr int kHookExecFailed = 127;  // a hook that could not be executed, as a shell says
 
 // Removes a half-made container directory unless dismissed.
 class DirGuard {
@@ -99,6 +100,58 @@ bool wait_for_start(const std::filesystem::path& fifo, UniqueFd fd) {
 }
 
 }  // namespace
+
+Result<void> run_hook(const Hook& hook, const std::string& state_json) {
+  const std::string& kind = hook.kind;
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return fail_host("cannot create a pipe: {}", errno_text(errno));
+  UniqueFd read_end(fds[0]);
+  UniqueFd write_end(fds[1]);
+  std::vector<char*> argv;
+  for (const std::string& arg : hook.args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const std::string& entry : hook.env) envp.push_back(const_cast<char*>(entry.c_str()));
+  envp.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) return fail_host("cannot fork the {} hook {}: {}", kind, hook.path, errno_text(errno));
+  if (pid == 0) {
+    ::dup2(read_end.get(), STDIN_FILENO);
+    ::dup2(STDERR_FILENO, STDOUT_FILENO);
+    ::execve(hook.path.c_str(), argv.data(), envp.data());
+    fmt::print(stderr, "microvm: error: cannot run the {} hook {}: {}\n", kind, hook.path, errno_text(errno));
+    ::_exit(kHookExecFailed);
+  }
+  read_end.reset();
+  // A hook that does not read its stdin gets EPIPE (SIGPIPE is ignored by microvm's main).
+  std::string_view rest = state_json;
+  while (!rest.empty()) {
+    const ssize_t n = ::write(write_end.get(), rest.data(), rest.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    rest.remove_prefix(static_cast<std::size_t>(n));
+  }
+  write_end.reset();
+  const UniqueFd child(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (hook.timeout_seconds > 0 && child.valid()) {
+    pollfd p{child.get(), POLLIN, 0};
+    const int timeout_ms = hook.timeout_seconds * 1000;
+    int ready = 0;
+    while ((ready = ::poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+    }
+    if (ready == 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      return fail("the {} hook {} did not end within its timeout of {} s", kind, hook.path, hook.timeout_seconds);
+    }
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
+  if (WIFSIGNALED(status)) return fail("the {} hook {} was killed by signal {}", kind, hook.path, WTERMSIG(status));
+  return fail("the {} hook {} failed with exit status {}", kind, hook.path, WEXITSTATUS(status));
+}
 
 Result<void> check_container_id(std::string_view id) {
   const bool ok = !id.empty() && id != "." && id != ".." && std::ranges::all_of(id, [](unsigned char c) {
@@ -212,6 +265,15 @@ Result<int> Runtime::create_vmm(const CreateRequest& request, const RunVm& run_v
   if (!start_time) return fail_host("the VMM process {} ended before it was ready", pid);
   state.pid_start_time = *start_time;
   TRY_VOID(write_state(dir, state));
+  // prestart and createRuntime: the VMM exists, the workload has not run (runc runs them here too).
+  for (const Hook& hook : bundle.create_hooks) {
+    if (auto ran = run_hook(hook, state_report(state, Status::kCreated).dump()); !ran) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      return std::unexpected(ran.error());
+    }
+  }
   if (!request.pid_file.empty()) TRY_VOID(write_pid_file(request.pid_file, pid));
   guard.dismiss();
   vmm_pid = pid;

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/result.h"
+#include "runtime/oci/bundle.h"
 #include "vmm/vm_resources.h"
 
 namespace microvm::oci {
@@ -69,6 +70,11 @@ class Runtime {
 
   RuntimeEnvironment env_;
 };
+
+// Runs `hook` on the host as runtime-spec config.md says: its args and env, `state_json` on its
+// stdin, its stdout and stderr on our stderr (the container's stdout stays the workload's); fails
+// when it cannot start, exits non-zero, is killed, or outlives its timeout (then it is killed).
+[[nodiscard]] Result<void> run_hook(const Hook& hook, const std::string& state_json);
 
 // runc's rule for container IDs: letters, digits, '_', '+', '-', '.', not "." or "..".
 [[nodiscard]] Result<void> check_container_id(std::string_view id);

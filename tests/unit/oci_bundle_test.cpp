@@ -218,8 +218,18 @@ TEST(OciBundle, UnsupportedFieldsAreNamed) {
       "other yet)");
   EXPECT_EQ(error_of(with("/domainname", "example.org")),
             "config.json: domainname is not supported by microvm: the guest init sets no NIS domain name yet");
-  EXPECT_EQ(error_of(with("/hooks", json::parse(R"({"prestart": [{"path": "/bin/true"}]})"))),
-            "config.json: hooks.prestart is not supported by microvm: hooks are not run yet");
+  EXPECT_EQ(error_of(with("/hooks", json::parse(R"({"poststop": [{"path": "/bin/true"}]})"))),
+            "config.json: hooks.poststop is not supported by microvm: only prestart and createRuntime hooks are run, "
+            "so far");
+  EXPECT_EQ(error_of(with("/hooks", json::parse(R"({"createContainer": [{"path": "/bin/true"}]})"))),
+            "config.json: hooks.createContainer is not supported by microvm: only prestart and createRuntime hooks "
+            "are run, so far");
+  EXPECT_EQ(error_of(with("/hooks", json::parse(R"({"prestart": [{"path": "true"}]})"))),
+            "config.json: hooks.prestart[0].path must be an absolute path");
+  EXPECT_EQ(error_of(with("/hooks", json::parse(R"({"prestart": [{"args": ["x"]}]})"))),
+            "config.json: hooks.prestart[0] must be an object with a path");
+  EXPECT_EQ(error_of(with("/hooks", json::parse(R"({"createRuntime": [{"path": "/x", "timeout": 0}]})"))),
+            "config.json: hooks.createRuntime[0].timeout must be a number of seconds 1..86400");
   EXPECT_EQ(error_of(with("/windows", json::object())),
             "config.json: windows is not supported by microvm: microvm runs Linux containers");
   EXPECT_EQ(error_of(with("/linux/namespaces", json::parse(R"([{"type": "user"}])"))),
@@ -249,6 +259,19 @@ TEST(OciBundle, UnsupportedFieldsAreNamed) {
   // A guest mount point with a type the guest does not mount there.
   EXPECT_NE(error_of(with("/mounts", json::parse(R"([{"destination": "/proc", "type": "tmpfs"}])"))).find("mounts[0]"),
             std::string::npos);
+}
+
+// Docker 20.10 puts its libnetwork-setkey in prestart of every container, even with --network none.
+TEST(OciBundle, PrestartAndCreateRuntimeHooksAreKeptInOrder) {
+  const auto bundle = parse(with("/hooks", json::parse(R"({
+      "createRuntime": [{"path": "/bin/c"}],
+      "prestart": [{"path": "/usr/bin/dockerd", "args": ["libnetwork-setkey", "-exec-root=/run/docker", "abc"],
+                    "env": ["A=1"], "timeout": 5}]})")));
+  ASSERT_TRUE(bundle) << bundle.error().message;
+  ASSERT_EQ(bundle->create_hooks.size(), 2U);
+  EXPECT_EQ(bundle->create_hooks[0],
+            (Hook{"prestart", "/usr/bin/dockerd", {"libnetwork-setkey", "-exec-root=/run/docker", "abc"}, {"A=1"}, 5}));
+  EXPECT_EQ(bundle->create_hooks[1], (Hook{"createRuntime", "/bin/c", {"/bin/c"}, {}, 0}));
 }
 
 TEST(OciBundle, EmptyOrNullOptionalSectionsAreFine) {

@@ -245,4 +245,33 @@ TEST_F(OciRuntime, ContainerIds) {
 }
 
 }  // namespace
+
+TEST(OciHook, GetsTheStateOnStdinAndItsArgsAndEnv) {
+  const std::filesystem::path out = std::filesystem::temp_directory_path() / fmt::format("hook-{}.out", ::getpid());
+  const Hook hook{"prestart",
+                  "/bin/sh",
+                  {"sh", "-c", "cat > \"$1\"; echo \" $0 $V\" >> \"$1\"", "name", out.string()},
+                  {"V=env"},
+                  5};
+  ASSERT_TRUE(run_hook(hook, R"({"id":"c1","pid":42})"));
+  std::ifstream file(out);
+  std::stringstream text;
+  text << file.rdbuf();
+  EXPECT_EQ(text.str(), "{\"id\":\"c1\",\"pid\":42} name env\n");
+  std::filesystem::remove(out);
+}
+
+TEST(OciHook, FailureExitSignalTimeoutAndMissingBinaryAreErrors) {
+  EXPECT_EQ(run_hook(Hook{"prestart", "/bin/sh", {"sh", "-c", "exit 7"}, {}, 0}, "{}").error().message,
+            "the prestart hook /bin/sh failed with exit status 7");
+  EXPECT_EQ(run_hook(Hook{"prestart", "/bin/sh", {"sh", "-c", "kill -9 $$"}, {}, 0}, "{}").error().message,
+            "the prestart hook /bin/sh was killed by signal 9");
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(run_hook(Hook{"createRuntime", "/bin/sh", {"sh", "-c", "exec sleep 30"}, {}, 1}, "{}").error().message,
+            "the createRuntime hook /bin/sh did not end within its timeout of 1 s");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  EXPECT_EQ(run_hook(Hook{"prestart", "/nonexistent/hook", {"hook"}, {}, 0}, "{}").error().message,
+            "the prestart hook /nonexistent/hook failed with exit status 127");
+}
+
 }  // namespace microvm::oci
