@@ -1,7 +1,7 @@
-// C-ABI views of KVM's flexible-array structs (and the sizes of the fixed ones a snapshot saves). Debian's uapi headers declare their trailing arrays
-// with __DECLARE_FLEX_ARRAY, which in C++ inserts a 1-byte empty struct: sizeof(kvm_cpuid2) becomes
-// 12 instead of 8, the array moves to offset 12, and the ioctl numbers (which encode the size) are
-// ones the kernel rejects with EINVAL. These headers restore the kernel's layout (api.rst 4.46, 4.19).
+// C-ABI views of KVM's flexible-array structs (and the sizes of the fixed ones a snapshot saves). Debian's uapi headers
+// declare their trailing arrays with __DECLARE_FLEX_ARRAY, which in C++ inserts a 1-byte empty struct:
+// sizeof(kvm_cpuid2) becomes 12 instead of 8, the array moves to offset 12, and the ioctl numbers (which encode the
+// size) are ones the kernel rejects with EINVAL. These headers restore the kernel's layout (api.rst 4.46, 4.19).
 #pragma once
 
 #include <linux/kvm.h>
@@ -23,7 +23,7 @@ struct MsrsHeader {     // struct kvm_msrs without its array
 };                      // entries[] at 8
 static_assert(sizeof(MsrsHeader) == 8);
 
-struct MsrListHeader {   // struct kvm_msr_list without its array (api.rst 4.3)
+struct MsrListHeader {  // struct kvm_msr_list without its array (api.rst 4.3)
   std::uint32_t nmsrs;  // 0
 };                      // indices[] at 4
 static_assert(sizeof(MsrListHeader) == 4);

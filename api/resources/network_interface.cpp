@@ -59,7 +59,6 @@ Result<std::optional<std::string>> optional_ipv4(Fields& fields, std::string_vie
   return value;
 }
 
-
 Result<vmm::NetworkInterfaceConfig> parse_network_interface(const nlohmann::json& body, std::string what) {
   auto fields = TRY(Fields::of(body, std::move(what)));
   vmm::NetworkInterfaceConfig iface;

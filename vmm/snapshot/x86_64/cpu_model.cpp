@@ -60,8 +60,8 @@ CpuModel decode_signature(std::uint32_t eax, CpuModel model) {
   const std::uint32_t extended_family = (eax >> 20) & 0xff;
   model.stepping = stepping;
   model.family = base_family == kFamilyExtendedBase ? base_family + extended_family : base_family;
-  model.model = base_family == kFamilyP6 || base_family == kFamilyExtendedBase ? (extended_model << 4) | base_model
-                                                                                 : base_model;
+  model.model =
+      base_family == kFamilyP6 || base_family == kFamilyExtendedBase ? (extended_model << 4) | base_model : base_model;
   return model;
 }
 
