@@ -289,8 +289,9 @@ Result<void> install_files(const std::vector<FileSpec>& files) {
     const FileSpec& file = files[i];
     const std::string target = join(kNewRoot, file.path);
     const std::string parent = target.substr(0, target.rfind('/'));
-    // A read-only root may lack the directory: then the file cannot be placed, which is reported below.
-    (void)make_directories(parent, kDirMode);
+    // A read-only root may lack the directory: then the file cannot be placed, which is reported below
+    // (that message says more than make_directories' EROFS would).
+    [[maybe_unused]] const auto made = make_directories(parent, kDirMode);
     if (::access(parent.c_str(), W_OK) == 0) {  // EROFS on a read-only root
       if (::unlink(target.c_str()) != 0 && errno != ENOENT) {
         const int err = errno;

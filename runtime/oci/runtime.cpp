@@ -180,7 +180,9 @@ int Runtime::vmm_main(const std::filesystem::path& dir, vmm::VmResources resourc
   // Recorded for `state`; the directory may be gone already (delete --force).
   if (auto state = read_state(dir)) {
     state->exit_status = status;
-    (void)write_state(dir, *state);
+    if (auto written = write_state(dir, *state); !written) {
+      spdlog::warn("cannot record the exit status for `state`: {}", written.error().message);
+    }
   }
   return status;
 }
@@ -399,7 +401,9 @@ Result<int> Runtime::run(const CreateRequest& request, bool detach, const RunVm&
     if (::waitpid(pid, &status, WNOHANG) == pid) break;
   }
   ::sigprocmask(SIG_SETMASK, &previous, nullptr);
-  (void)remove(request.id, true);
+  if (auto removed = remove(request.id, true); !removed) {
+    spdlog::warn("cannot delete container {} after its run: {}", request.id, removed.error().message);
+  }
   return exit_status_of(status);
 }
 
